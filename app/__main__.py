@@ -1,0 +1,3 @@
+from masnn.cli import main
+
+main()

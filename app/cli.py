@@ -1,0 +1,120 @@
+"""The `masnn` command line."""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from masnn.datasets.events import EventFileError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Event-camera action recognition with MA-SNN.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (speed and memory targets).")
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+
+@app.command()
+def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")):
+    """Versions, torch devices, Triton, and connected DVS cameras."""
+    from masnn import info as about
+
+    report = {"versions": about.package_versions(), "devices": about.torch_devices(), "triton": about.triton_status()}
+    found, problem = about.cameras()
+    report["cameras"] = found
+    if problem:
+        report["camera_discovery"] = problem
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title="masnn", show_header=False)
+    for name, value in report["versions"].items():
+        table.add_row(name, value or "not installed")
+    for name, value in report["devices"].items():
+        table.add_row(f"device {name}", value)
+    table.add_row("triton", escape(report["triton"]))
+    table.add_row("cameras", escape(", ".join(found) or (problem or "none connected")))
+    console.print(table)
+
+
+def _seconds_to_us(value: Optional[float]) -> Optional[int]:
+    return None if value is None else int(round(value * 1e6))
+
+
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="An event recording (AEDAT 2/3.1/4, .npy/.npz, text, Prophesee)."),
+    start: Optional[float] = typer.Option(None, help="Seconds after the first event."),
+    end: Optional[float] = typer.Option(None, help="Seconds after the first event."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Format, sensor, duration, event count and rate of a recording."""
+    from masnn.datasets.ingest import summarize
+
+    summary = summarize(path, _seconds_to_us(start), _seconds_to_us(end))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=str(path), show_header=False)
+    for key, value in summary.items():
+        table.add_row(key.replace("_", " "), f"{value:,.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+@app.command()
+def frames(
+    path: Path = typer.Argument(..., help="An event recording."),
+    out: Path = typer.Option(..., "--out", "-o", help="frames.npy (counts [T, 2, H, W]) or a .png contact sheet."),
+    dt: float = typer.Option(15.0, help="Frame length in milliseconds."),
+    n_frames: int = typer.Option(60, "--frames", "-T", help="Number of frames (0: the whole recording)."),
+    start: float = typer.Option(0.0, help="Seconds after the first event where frame 0 starts."),
+    size: int = typer.Option(32, help="Output side in pixels (0: the sensor's own resolution)."),
+    mode: str = typer.Option("crop", help="Spatial mapping: crop (centre square) or stretch."),
+    denoise: float = typer.Option(0.0, help="Background-activity filter time in ms (0: off)."),
+):
+    """Turn a recording into frames [T, 2, H, W] as the classifier sees them."""
+    from masnn.datasets.ingest import FramingConfig, frame_recording, save_frames
+
+    config = FramingConfig(dt_us=int(round(dt * 1000)), n_frames=n_frames or None, size=size or None, mode=mode,
+                           denoise_us=int(round(denoise * 1000)) or None)
+    stack = frame_recording(path, config, start_us=_seconds_to_us(start))
+    save_frames(out, stack)
+    console.print(f"{path}: {stack.shape[0]} frames of {stack.shape[2]}x{stack.shape[3]}, {int(stack.sum()):,} events -> {out}")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    events: int = typer.Option(4_000_000, help="Events in the framing benchmark."),
+    big_mb: int = typer.Option(1024, help="Size of the recording framed for the memory benchmark (MB)."),
+    workdir: Optional[Path] = typer.Option(None, help="Where to write the benchmark's files (default: a temp folder)."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Framing vs tonic, AEDAT 3.1 read rate, AEDAT4 -> frames vs dv-processing, peak memory."""
+    from masnn.bench import run_ingest_benchmarks
+
+    results = run_ingest_benchmarks(events, big_mb, workdir, console if not as_json else None)
+    if as_json:
+        print(json.dumps(results, indent=2))
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main():
+    """Entry point: bad input ends with one line on stderr and exit code 2, never a traceback."""
+    warnings.showwarning = _one_line_warning
+    try:
+        app()
+    except (EventFileError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

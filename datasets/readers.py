@@ -1,0 +1,183 @@
+"""One streaming interface over every event-file format.
+
+``open_recording(path)`` picks the reader by the file's content (magic bytes or header), never by its
+extension alone, and returns a ``Recording``: metadata plus ``chunks()``, which yields canonical event
+arrays of bounded size. Every reader's output passes through the same checks here: coordinates inside
+the sensor and timestamps that never go backwards, across chunk boundaries too.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numba
+import numpy as np
+
+from .events import EVENT_DTYPE, EventFileError, RecordingInfo, concatenate
+
+DEFAULT_CHUNK_EVENTS = 1 << 20
+
+# Sensors by the names their files give; used where a format stores a camera name but no size.
+KNOWN_SENSORS = {
+    "DVS128": (128, 128),
+    "DAVIS240": (240, 180),
+    "DAVIS346": (346, 260),
+    "DAVIS640": (640, 480),
+    "DVXPLORER_LITE": (320, 240),
+    "DVXPLORER": (640, 480),
+}
+
+
+def sensor_from_camera_name(name: str) -> tuple[int, int] | None:
+    key = re.sub(r"[^A-Z0-9]+", "_", name.upper())
+    for known, size in KNOWN_SENSORS.items():  # DVXPLORER_LITE is listed before its prefix DVXPLORER
+        if key.startswith(known):
+            return size
+    return None
+
+
+def sensor_from_extent(max_x: int, max_y: int) -> tuple[int, int]:
+    """The smallest common sensor that holds these coordinates, else the coordinates' own extent."""
+    for size in [(128, 128), (240, 180), (320, 240), (346, 260), (640, 480), (1280, 720)]:
+        if max_x < size[0] and max_y < size[1]:
+            return size
+    return (int(max_x) + 1, int(max_y) + 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_fault(t, x, y, width, height, previous_t):
+    """Index of the first event outside the sensor or earlier than its predecessor; -1 if none."""
+    for i in range(t.shape[0]):
+        if x[i] < 0 or x[i] >= width or y[i] < 0 or y[i] >= height:
+            return i
+        if t[i] < previous_t:
+            return i
+        previous_t = t[i]
+    return -1
+
+
+class Recording:
+    """A recording open for streaming. Subclasses set ``info`` and implement ``_chunks``.
+
+    ``_chunks(start, end, chunk_events)`` yields arrays covering at least the events with
+    start <= t < end (a reader skips what it can without decoding; the exact cut is made here).
+    """
+
+    info: RecordingInfo
+
+    def _chunks(self, start: int | None, end: int | None, chunk_events: int) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def chunks(
+        self, start: int | None = None, end: int | None = None, chunk_events: int = DEFAULT_CHUNK_EVENTS
+    ) -> Iterator[np.ndarray]:
+        """Yields events with start <= t < end (microseconds, the recording's timebase) in order."""
+        previous_t = np.iinfo(np.int64).min
+        total = 0
+        for chunk in self._chunks(start, end, chunk_events):
+            chunk = _cut(chunk, start, end)
+            if len(chunk) == 0:
+                continue
+            fault = _first_fault(chunk["t"], chunk["x"], chunk["y"], self.info.width, self.info.height, previous_t)
+            if fault >= 0:
+                raise EventFileError(self.info.path, self._describe_fault(chunk, fault, previous_t, total))
+            previous_t = int(chunk["t"][-1])
+            total += len(chunk)
+            yield chunk
+        if total == 0:
+            where = "" if start is None and end is None else f" between t={start} and t={end} us"
+            raise EventFileError(self.info.path, f"no events{where}")
+
+    def read(self, start: int | None = None, end: int | None = None) -> np.ndarray:
+        """All selected events in one array (for clips; stream long recordings with ``chunks``)."""
+        return concatenate(list(self.chunks(start, end)))
+
+    def _describe_fault(self, chunk, i, previous_t, offset) -> str:
+        x, y, t = int(chunk["x"][i]), int(chunk["y"][i]), int(chunk["t"][i])
+        w, h = self.info.width, self.info.height
+        if not (0 <= x < w and 0 <= y < h):
+            return f"event {offset + i} at (x={x}, y={y}) lies outside the {w}x{h} sensor"
+        before = int(chunk["t"][i - 1]) if i > 0 else previous_t
+        return f"timestamps go backwards at event {offset + i} (t={t} us after t={before} us)"
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _cut(chunk: np.ndarray, start: int | None, end: int | None) -> np.ndarray:
+    if len(chunk) == 0:
+        return chunk
+    t = chunk["t"]
+    lo = 0 if start is None or t[0] >= start else int(np.searchsorted(t, start, "left"))
+    hi = len(chunk) if end is None or t[-1] < end else int(np.searchsorted(t, end, "left"))
+    return chunk[lo:hi]
+
+
+def chunked(events: np.ndarray, chunk_events: int) -> Iterator[np.ndarray]:
+    for begin in range(0, len(events), chunk_events):
+        yield events[begin : begin + chunk_events]
+
+
+Sniffer = Callable[[bytes], bool]
+Opener = Callable[..., Recording]
+
+
+def _formats() -> list[tuple[str, Sniffer, Opener]]:
+    # Imported here so that opening an AEDAT 3.1 file never loads dv-processing, and the reverse.
+    from . import aedat2, aedat4, aedat31, plain, prophesee
+
+    return [
+        ("AEDAT 4.0", aedat4.sniff, aedat4.Aedat4Recording),
+        ("AEDAT 3.1", aedat31.sniff, aedat31.Aedat31Recording),
+        ("AEDAT 2.0", aedat2.sniff, aedat2.Aedat2Recording),
+        ("numpy .npy", plain.sniff_npy, plain.NpyRecording),
+        ("numpy .npz", plain.sniff_npz, plain.NpzRecording),
+        ("Prophesee", prophesee.sniff, prophesee.PropheseeRecording),
+        ("text t x y p", plain.sniff_text, plain.TextRecording),
+    ]
+
+
+def detect_format(path: str | Path) -> str:
+    return _opener(Path(path))[0]
+
+
+def _opener(path: Path) -> tuple[str, Opener]:
+    if not path.exists():
+        raise EventFileError(path, "no such file")
+    if path.is_dir():
+        raise EventFileError(path, "is a folder, not a recording")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise EventFileError(path, f"cannot be read ({e.strerror})") from None
+    if not head:
+        raise EventFileError(path, "is empty (0 bytes)")
+    for name, sniff, opener in _formats():
+        if sniff(head):
+            return name, opener
+    raise EventFileError(path, f"unknown or unsupported event format (file starts with {head[:16]!r})")
+
+
+def open_recording(path: str | Path, sensor_size: tuple[int, int] | None = None) -> Recording:
+    """Opens any supported recording. ``sensor_size`` (width, height) overrides what the file says."""
+    path = Path(path)
+    _, opener = _opener(path)
+    return opener(path, sensor_size=sensor_size)
+
+
+def read_events(
+    path: str | Path, start: int | None = None, end: int | None = None, sensor_size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, RecordingInfo]:
+    with open_recording(path, sensor_size) as recording:
+        return recording.read(start, end), recording.info
+
+
+__all__ = ["EVENT_DTYPE", "Recording", "open_recording", "read_events", "detect_format", "chunked"]
