@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .events import EventFileError, RecordingInfo, TruncatedRecordingWarning, as_events, concatenate
+from .events import EventFileError, RecordingInfo, TruncatedRecordingWarning, as_events
 from .readers import DEFAULT_CHUNK_EVENTS, Recording
 
 MAGIC = b"#!AER-DAT4.0"
@@ -44,8 +44,12 @@ class Aedat4Recording(Recording):
             yield from self._selection(start, end, chunk_events)
 
     def _sequential(self, chunk_events):
+        """Yields dv-processing's packets as they come, each a view on its memory (no copy).
+
+        Gathering packets into bigger chunks would copy them into fresh memory, which costs more than
+        the decode. A read-ahead thread does not help either: dv-processing decodes holding the GIL.
+        """
         self._reader.resetSequentialRead()
-        pending, count = [], 0
         while True:
             try:
                 batch = self._reader.getNextEventBatch()
@@ -54,21 +58,14 @@ class Aedat4Recording(Recording):
                     TruncatedRecordingWarning(f"{self.info.path}: stops decoding ({_first_line(e)}); kept the events before it"),
                     stacklevel=3,
                 )
-                break
+                return
             if batch is None:
                 if not self._reader.isRunning():
-                    break
-                continue
-            if batch.size() == 0:
+                    return
                 continue
             events = as_events(batch.numpy())
-            pending.append(events)
-            count += len(events)
-            if count >= chunk_events:
-                yield concatenate(pending)
-                pending, count = [], 0
-        if pending:
-            yield concatenate(pending)
+            for begin in range(0, len(events), chunk_events):
+                yield events[begin : begin + chunk_events]
 
     def _selection(self, start, end, chunk_events):
         first, last = self.info.time_range

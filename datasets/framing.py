@@ -23,29 +23,34 @@ import numba
 import numpy as np
 
 COUNT_DTYPE = np.int16
-_NO_END = np.iinfo(np.int64).max
-
-
-UNSORTED = -2
+DONE, UNSORTED = -1, -2
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate(events, edges, cap, out):
-    """Adds each event with edges[k] <= t < edges[k + 1] to out[k], saturating at ``cap``.
+def _accumulate(events, begin, edges, table_x, table_y, cap, out):
+    """Adds events[begin:] with edges[k] <= t < edges[k + 1] to out[k], pixel (table_x[x], table_y[y]).
 
-    Returns -1 when done, UNSORTED if any two events (in range or not) are out of time order, or the
-    index of the first event outside out's width/height (nothing is added after a fault).
+    A table entry of -1 drops the pixel (outside a crop); tables of None (numba compiles that case
+    separately, without the lookups) keep pixels as they are and check them against out's size.
+    Counts saturate at ``cap``. Stops at the first
+    event at or after edges[-1]. Returns (status, index): status DONE with the index where it stopped,
+    UNSORTED with the index of an event earlier than its predecessor, or the index (>= 0) of an event
+    outside the tables' sensor. Events before edges[0] are skipped, their order still checked.
     """
     n = events.shape[0]
     n_frames = edges.shape[0] - 1
-    height, width = out.shape[2], out.shape[3]
-    plane = height * width
+    plane = out.shape[2] * out.shape[3]
+    width = out.shape[3]
     counts = out.reshape(n_frames, 2 * plane)
-    previous = np.iinfo(np.int64).min
-    i = 0
-    while i < n and events[i].t < edges[0]:  # before the first frame: only the order is checked
+    if table_x is None:
+        sensor_width, sensor_height = width, out.shape[2]
+    else:
+        sensor_width, sensor_height = table_x.shape[0], table_y.shape[0]
+    previous = events[begin].t if begin < n else 0
+    i = begin
+    while i < n and events[i].t < edges[0]:
         if events[i].t < previous:
-            return UNSORTED
+            return UNSORTED, i
         previous = events[i].t
         i += 1
     for k in range(n_frames):
@@ -56,25 +61,65 @@ def _accumulate(events, edges, cap, out):
             if e.t >= frame_end:
                 break
             if e.t < previous:
-                return UNSORTED
+                return UNSORTED, i
             previous = e.t
-            if e.x < 0 or e.x >= width or e.y < 0 or e.y >= height:
-                return i
-            j = (1 if e.p else 0) * plane + e.y * width + e.x
-            if row[j] < cap:
-                row[j] += 1
+            if e.x < 0 or e.x >= sensor_width or e.y < 0 or e.y >= sensor_height:
+                return i, i
+            if table_x is None:
+                x, y = e.x, e.y
+            else:
+                x, y = table_x[e.x], table_y[e.y]
+            if x >= 0 and y >= 0:
+                j = (1 if e.p else 0) * plane + y * width + x
+                if row[j] < cap:
+                    row[j] += 1
             i += 1
-    while i < n:
-        if events[i].t < previous:
-            return UNSORTED
-        previous = events[i].t
-        i += 1
+    return DONE, i
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_unsorted(events, begin):
+    for i in range(max(begin, 1), events.shape[0]):
+        if events[i].t < events[i - 1].t:
+            return i
     return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def first_index_at_or_after(events, t):
+    """Binary search on time-sorted events, without copying the strided t column."""
+    lo, hi = 0, events.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if events[mid].t < t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+NO_MAPPING = (None, None)
+
+
+class UnsortedEvents(ValueError):
+    pass
 
 
 def _count_cap(dtype, clip: int | None) -> int:
     limit = np.iinfo(dtype).max
     return limit if clip is None else min(int(clip), limit)
+
+
+def _add_events(events, begin, edges, tables, cap, out) -> int:
+    """Runs the kernel; raises on a fault; returns the index of the first event after the frames."""
+    status, index = _accumulate(events, begin, edges, tables[0], tables[1], cap, out)
+    if status == UNSORTED:
+        raise UnsortedEvents(f"events are not in time order (event {index})")
+    if status >= 0:
+        x, y = int(events["x"][index]), int(events["y"][index])
+        width, height = (out.shape[3], out.shape[2]) if tables[0] is None else (len(tables[0]), len(tables[1]))
+        raise ValueError(f"event at (x={x}, y={y}) lies outside the {width}x{height} sensor")
+    return index
 
 
 def accumulate_frames(events, edges, sensor_size, clip=None, dtype=COUNT_DTYPE) -> np.ndarray:
@@ -83,16 +128,10 @@ def accumulate_frames(events, edges, sensor_size, clip=None, dtype=COUNT_DTYPE) 
     edges = np.asarray(edges, dtype=np.int64)
     frames = np.zeros((len(edges) - 1, 2, height, width), dtype=dtype)
     if len(events) and len(frames):
-        fault = _accumulate(events, edges, _count_cap(dtype, clip), frames)
-        if fault == UNSORTED:
-            raise UnsortedEvents
-        if fault >= 0:
-            raise ValueError(f"event at (x={events['x'][fault]}, y={events['y'][fault]}) lies outside {width}x{height}")
+        stop = _add_events(events, 0, edges, NO_MAPPING, _count_cap(dtype, clip), frames)
+        if _first_unsorted(events, stop) >= 0:
+            raise UnsortedEvents("events are not in time order")
     return frames
-
-
-class UnsortedEvents(ValueError):
-    pass
 
 
 def _time_sorted_frames(events, make_edges, sensor_size, clip, dtype):
@@ -149,9 +188,7 @@ def frames_by_event_count(events, sensor_size, event_count, include_incomplete=F
     ticks["t"] = np.arange(n)
     if n_frames:
         edges = np.arange(n_frames + 1, dtype=np.int64) * event_count
-        fault = _accumulate(ticks, edges, _count_cap(dtype, clip), frames)
-        if fault >= 0:
-            raise ValueError(f"event {fault} lies outside the {sensor_size[0]}x{sensor_size[1]} sensor")
+        _add_events(ticks, 0, edges, NO_MAPPING, _count_cap(dtype, clip), frames)
     return frames
 
 
@@ -199,6 +236,7 @@ def iter_time_frames(
     block_frames: int = 64,
     clip: int | None = None,
     dtype=COUNT_DTYPE,
+    spatial=None,
 ) -> Iterator[np.ndarray]:
     """Fixed-window frames of a time-ordered stream of event chunks, in blocks of at most ``block_frames``.
 
@@ -206,19 +244,23 @@ def iter_time_frames(
     is emitted once complete, so memory holds one block whatever the recording's length. The frames run to
     the one containing end - 1 when ``end`` is given, else to the one holding the last event; concatenated,
     they equal ``frames_by_time(all_events, ..., include_incomplete=True)``.
+    ``spatial`` (a SpatialMap from ``sensor_size``) maps pixels inside the same pass; the frames then
+    have the map's output size.
     """
+    tables = spatial.tables if spatial is not None else NO_MAPPING
+    frame_size = spatial.size if spatial is not None else sensor_size
     blocks = None
     for chunk in chunks:
-        if end is not None:
-            chunk = chunk[: np.searchsorted(chunk["t"], end, "left")]
         if len(chunk) == 0:
             continue
         if blocks is None:
             start = int(chunk["t"][0]) if start is None else start
-            blocks = _FrameBlocks(sensor_size, start, time_window, block_frames, _count_cap(dtype, clip), dtype)
-        yield from blocks.add(chunk[np.searchsorted(chunk["t"], start, "left") :])
+            blocks = _FrameBlocks(frame_size, tables, start, time_window, block_frames, _count_cap(dtype, clip), dtype)
+        if end is not None:
+            chunk = chunk[: first_index_at_or_after(chunk, end)]
+        yield from blocks.add(chunk[first_index_at_or_after(chunk, start) :])
     if end is not None and start is not None:
-        blocks = blocks or _FrameBlocks(sensor_size, start, time_window, block_frames, 0, dtype)
+        blocks = blocks or _FrameBlocks(frame_size, tables, start, time_window, block_frames, 0, dtype)
         yield from blocks.finish((end - 1 - start) // time_window)
     elif blocks is not None and blocks.last_frame >= 0:
         yield from blocks.finish(blocks.last_frame)
@@ -227,13 +269,15 @@ def iter_time_frames(
 class _FrameBlocks:
     """The block of frames being filled by ``iter_time_frames``; frames before ``block_start`` are out."""
 
-    def __init__(self, sensor_size, start, time_window, block_frames, cap, dtype):
-        self.width, self.height = sensor_size
+    def __init__(self, frame_size, tables, start, time_window, block_frames, cap, dtype):
+        self.width, self.height = frame_size
+        self.tables = tables
         self.start, self.time_window, self.block_frames = start, time_window, block_frames
         self.cap, self.dtype = cap, dtype
         self.block_start = 0
         self.block = None
         self.last_frame = -1
+        self.last_t = None
 
     def _empty(self, n):
         return np.zeros((n, 2, self.height, self.width), dtype=self.dtype)
@@ -246,22 +290,20 @@ class _FrameBlocks:
 
     def add(self, chunk):
         """Adds time-sorted events (all at or after ``start``); yields the blocks they complete."""
-        t = chunk["t"]
-        while len(chunk):
-            yield from self._advance_to((int(t[0]) - self.start) // self.time_window)
+        if len(chunk) == 0:
+            return
+        if self.last_t is not None and chunk["t"][0] < self.last_t:
+            raise UnsortedEvents("events are not in time order (across chunks)")
+        begin = 0
+        while begin < len(chunk):
+            yield from self._advance_to((int(chunk["t"][begin]) - self.start) // self.time_window)
             if self.block is None:
                 self.block = self._empty(self.block_frames)
             frames = np.arange(self.block_start, self.block_start + self.block_frames + 1, dtype=np.int64)
-            edges = self.start + frames * self.time_window
-            cut = int(np.searchsorted(t, edges[-1], "left"))
-            fault = _accumulate(chunk[:cut], edges, self.cap, self.block)
-            if fault == UNSORTED:
-                raise ValueError("events are not in time order")
-            if fault >= 0:
-                x, y = chunk["x"][fault], chunk["y"][fault]
-                raise ValueError(f"event at (x={x}, y={y}) lies outside {self.width}x{self.height}")
-            self.last_frame = (int(t[cut - 1]) - self.start) // self.time_window
-            chunk, t = chunk[cut:], t[cut:]
+            stop = _add_events(chunk, begin, self.start + frames * self.time_window, self.tables, self.cap, self.block)
+            self.last_t = int(chunk["t"][stop - 1])
+            self.last_frame = (self.last_t - self.start) // self.time_window
+            begin = stop
 
     def finish(self, final_frame):
         """Yields the frames still held, and empty ones, up to ``final_frame`` inclusive."""

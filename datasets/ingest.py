@@ -46,14 +46,18 @@ def first_event_time(recording: Recording) -> int:
     return int(next(recording.chunks())["t"][0])
 
 
-def prepared_chunks(recording: Recording, config: FramingConfig, start: int | None = None, end: int | None = None) -> Iterator[np.ndarray]:
-    """The recording's events between start and end, denoised and mapped to the model's grid."""
+def denoised_chunks(recording: Recording, config: FramingConfig, start: int | None = None, end: int | None = None) -> Iterator[np.ndarray]:
+    """The recording's events between start and end, through the background-activity filter if asked."""
     state = new_filter_state(recording.info.sensor_size) if config.denoise_us else None
-    spatial = config.spatial_map(recording.info.sensor_size)
     for chunk in recording.chunks(start, end):
-        if state is not None:
-            chunk = filter_background_activity(chunk, state, config.denoise_us)
-        yield chunk if spatial is None else spatial(chunk)
+        yield chunk if state is None else filter_background_activity(chunk, state, config.denoise_us)
+
+
+def iter_recording_frames(recording: Recording, config: FramingConfig, start: int | None = None, end: int | None = None) -> Iterator[np.ndarray]:
+    """Blocks of model-input frames; the spatial mapping runs inside the framing pass."""
+    chunks = denoised_chunks(recording, config, start, end)
+    spatial = config.spatial_map(recording.info.sensor_size)
+    return iter_time_frames(chunks, recording.info.sensor_size, config.dt_us, start, end, spatial=spatial)
 
 
 def frame_recording(path: str | Path, config: FramingConfig = FramingConfig(), start_us: int | None = None) -> np.ndarray:
@@ -61,9 +65,7 @@ def frame_recording(path: str | Path, config: FramingConfig = FramingConfig(), s
     with open_recording(path) as recording:
         start = first_event_time(recording) + (start_us or 0)
         end = None if config.n_frames is None else start + config.n_frames * config.dt_us
-        size = config.output_size(recording.info.sensor_size)
-        blocks = iter_time_frames(prepared_chunks(recording, config, start, end), size, config.dt_us, start, end)
-        return np.concatenate(list(blocks))
+        return np.concatenate(list(iter_recording_frames(recording, config, start, end)))
 
 
 def summarize(path: str | Path, start_us: int | None = None, end_us: int | None = None) -> dict:

@@ -46,14 +46,13 @@ def sensor_from_extent(max_x: int, max_y: int) -> tuple[int, int]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_fault(t, x, y, width, height, previous_t):
+def _first_fault(events, width, height, previous_t):
     """Index of the first event outside the sensor or earlier than its predecessor; -1 if none."""
-    for i in range(t.shape[0]):
-        if x[i] < 0 or x[i] >= width or y[i] < 0 or y[i] >= height:
+    for i in range(events.shape[0]):
+        e = events[i]
+        if e.x < 0 or e.x >= width or e.y < 0 or e.y >= height or e.t < previous_t:
             return i
-        if t[i] < previous_t:
-            return i
-        previous_t = t[i]
+        previous_t = e.t
     return -1
 
 
@@ -79,7 +78,7 @@ class Recording:
             chunk = _cut(chunk, start, end)
             if len(chunk) == 0:
                 continue
-            fault = _first_fault(chunk["t"], chunk["x"], chunk["y"], self.info.width, self.info.height, previous_t)
+            fault = _first_fault(chunk, self.info.width, self.info.height, previous_t)
             if fault >= 0:
                 raise EventFileError(self.info.path, self._describe_fault(chunk, fault, previous_t, total))
             previous_t = int(chunk["t"][-1])

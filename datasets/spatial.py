@@ -63,6 +63,11 @@ class SpatialMap:
         object.__setattr__(self, "_tables", tables)
 
     @property
+    def tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Output x of each sensor column and output y of each sensor row (-1: cropped away)."""
+        return self._tables
+
+    @property
     def crop_box(self) -> tuple[int, int, int, int]:
         """(x0, y0, width, height) of the sensor region that is kept."""
         kept = [np.flatnonzero(table >= 0) for table in self._tables]

@@ -36,24 +36,34 @@ def aedat31_polarity_words(events: np.ndarray) -> np.ndarray:
     return words
 
 
-def write_aedat31(path, events: np.ndarray, camera: str = "DVS128", start_time: str = "", packet_events: int = AEDAT31_PACKET_EVENTS):
-    """Writes time-sorted events (t >= 0) as AEDAT 3.1 polarity packets from source 1."""
+def write_aedat31(path, events, camera: str = "DVS128", start_time: str = "", packet_events: int = AEDAT31_PACKET_EVENTS):
+    """Writes time-sorted events (t >= 0) as AEDAT 3.1 polarity packets from source 1.
+
+    ``events`` is one array or an iterable of arrays (chunks), so files larger than memory can be written.
+    """
     header = [b"#!AER-DAT3.1", b"#Format: RAW", f"#Source 1: {camera}".encode()]
     if start_time:
         header.append(f"#Start-Time: {start_time}".encode())
     header.append(b"#!END-HEADER")
+    chunks = [events] if isinstance(events, np.ndarray) else events
     with atomic_path(path) as temporary, open(temporary, "wb") as f:
         f.write(b"".join(line + b"\r\n" for line in header))
-        overflow = events["t"] >> 31
-        # a packet never spans two timestamp-overflow epochs
-        breaks = np.flatnonzero(np.diff(overflow)) + 1
-        for segment_start, segment_end in zip(np.r_[0, breaks], np.r_[breaks, len(events)]):
-            for begin in range(segment_start, segment_end, packet_events):
-                packet = events[begin : min(begin + packet_events, segment_end)]
-                n = len(packet)
-                packet_header = np.array([1 | (1 << 16), 8, 4, int(overflow[begin]), n, n, n], dtype="<i4")
-                f.write(packet_header.tobytes())
-                f.write(aedat31_polarity_words(packet).tobytes())
+        for chunk in chunks:
+            _write_aedat31_packets(f, chunk, packet_events)
+
+
+def _write_aedat31_packets(f, events: np.ndarray, packet_events: int):
+    overflow = events["t"] >> 31
+    # a packet never spans two timestamp-overflow epochs
+    breaks = np.flatnonzero(np.diff(overflow)) + 1
+    for segment_start, segment_end in zip(np.r_[0, breaks], np.r_[breaks, len(events)]):
+        for begin in range(segment_start, segment_end, packet_events):
+            packet = events[begin : min(begin + packet_events, segment_end)]
+            n = len(packet)
+            # int16 type 1 (polarity) | int16 source 1, eventSize 8, TSOffset 4, TSOverflow, capacity, number, valid
+            packet_header = np.array([1 | (1 << 16), 8, 4, int(overflow[begin]), n, n, n], dtype="<i4")
+            f.write(packet_header.tobytes())
+            f.write(aedat31_polarity_words(packet).tobytes())
 
 
 def write_aedat4(path, events: np.ndarray, sensor_size: tuple[int, int], camera: str = "DVS128"):
