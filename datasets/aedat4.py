@@ -5,6 +5,7 @@ packet index (getEventsTimeRange), so packets outside the selection are never de
 """
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,8 +26,9 @@ class Aedat4Recording(Recording):
     def __init__(self, path: Path, sensor_size: tuple[int, int] | None = None):
         import dv_processing as dv
 
+        self._alias_dir = None
         try:
-            self._reader = dv.io.MonoCameraRecording(str(path))
+            self._reader = dv.io.MonoCameraRecording(self._dv_readable_name(path))
         except RuntimeError as e:
             raise EventFileError(path, f"cannot be opened as AEDAT 4.0 ({_first_line(e)})") from None
         if not self._reader.isEventStreamAvailable():
@@ -36,6 +38,22 @@ class Aedat4Recording(Recording):
         self.info = RecordingInfo(
             str(path), "AEDAT 4.0", int(width), int(height), self._reader.getCameraName(), (int(first), int(last))
         )
+
+    def _dv_readable_name(self, path: Path) -> str:
+        """dv-processing opens only names ending in .aedat4; the format was chosen by content, so a file
+        named otherwise is opened through a symbolic link that has that ending."""
+        if path.suffix.lower() == ".aedat4":
+            return str(path)
+        self._alias_dir = tempfile.TemporaryDirectory(prefix="masnn-")
+        alias = Path(self._alias_dir.name) / "recording.aedat4"
+        alias.symlink_to(path.resolve())
+        return str(alias)
+
+    def close(self) -> None:
+        self._reader = None
+        if self._alias_dir is not None:
+            self._alias_dir.cleanup()
+            self._alias_dir = None
 
     def _chunks(self, start, end, chunk_events=DEFAULT_CHUNK_EVENTS):
         if start is None and end is None:

@@ -38,6 +38,8 @@ def iter_blocks(path: str, offset: int, block_bytes: int, decode: Decoder, what:
                 yield events
             if stop:
                 return
+            if consumed == 0 and filled == len(buffer) and not at_end:
+                need = max(need, 2 * len(buffer))  # not even one record fits: read more before decoding
             if need > len(buffer):
                 grown = np.empty(need, dtype=np.uint8)
                 grown[:filled] = buffer[:filled]

@@ -97,4 +97,5 @@ def as_events(array: np.ndarray) -> np.ndarray:
 
 
 def concatenate(chunks: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(chunks) if chunks else empty_events()
+    # without dtype=, numpy 2 packs the fields into a new 13-byte layout
+    return np.concatenate(chunks, dtype=EVENT_DTYPE) if chunks else empty_events()

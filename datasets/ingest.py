@@ -54,8 +54,13 @@ def denoised_chunks(recording: Recording, config: FramingConfig, start: int | No
 
 
 def iter_recording_frames(recording: Recording, config: FramingConfig, start: int | None = None, end: int | None = None) -> Iterator[np.ndarray]:
-    """Blocks of model-input frames; the spatial mapping runs inside the framing pass."""
-    chunks = denoised_chunks(recording, config, start, end)
+    """Blocks of model-input frames; the spatial mapping runs inside the framing pass.
+
+    With denoising, reading starts one filter time before ``start`` so that the first events of the
+    window can be supported by the ones just before it, as they would be inside a longer window.
+    """
+    warm_up_start = start - config.denoise_us if config.denoise_us and start is not None else start
+    chunks = denoised_chunks(recording, config, warm_up_start, end)
     spatial = config.spatial_map(recording.info.sensor_size)
     return iter_time_frames(chunks, recording.info.sensor_size, config.dt_us, start, end, spatial=spatial)
 

@@ -4,7 +4,8 @@
   or tonic's DVS128 Gesture layout: an (N, 4) array of x, y, p, t with t in milliseconds.
 - .npz holding an 'events' structured array or x/y/t/p arrays, optionally 'sensor_size' (width, height).
 - text with one event per line "t x y p" (DVS128 Gait; p = 1 is ON).
-Without a size in the file, the sensor is the smallest common one that holds every coordinate.
+Without a size in the file, a numpy file's sensor is the smallest common one that holds every coordinate;
+a text file's is DVS128's 128x128 (the Gait layout) unless a size is given.
 """
 from __future__ import annotations
 
@@ -86,7 +87,9 @@ class _ArrayRecording(Recording):
 
 def _structured_events(path, array: np.ndarray):
     names = array.dtype.names or ()
-    if {"x", "y", "t", "p"} <= set(names) or {"x", "y", "timestamp", "polarity"} <= set(names):
+    if {"x", "y", "timestamp", "polarity"} <= set(names):
+        return as_events(array), as_events  # a view where the layout is dv-processing's, else a copy
+    if {"x", "y", "t", "p"} <= set(names):
         return array, as_events
     if array.ndim == 2 and array.shape[1] == 4 and not names:
         return array, _tonic_gesture_to_events
@@ -136,11 +139,15 @@ class TextRecording(Recording):
                 lines = f.readlines(chunk_events * 24)
                 if not lines:
                     return
-                try:
-                    table = np.array(b" ".join(lines).split(), dtype=np.int64).reshape(-1, 4)
-                except ValueError:
-                    bad = next(i for i, line in enumerate(lines) if len(line.split()) != 4 or not _TEXT_LINE.match(line))
-                    raise EventFileError(self.info.path, f"line {line_no + bad + 1} is not 't x y p': {lines[bad][:60]!r}") from None
+                fields = [line.split() for line in lines]
+                bad = next((i for i, row in enumerate(fields) if len(row) != 4), None)
+                if bad is None:
+                    try:
+                        table = np.array(fields, dtype=np.int64)
+                    except ValueError:
+                        bad = next(i for i, line in enumerate(lines) if not _TEXT_LINE.match(line))
+                if bad is not None:
+                    raise EventFileError(self.info.path, f"line {line_no + bad + 1} is not 't x y p': {lines[bad][:60]!r}")
                 line_no += len(lines)
                 events = make_events(table[:, 1], table[:, 2], table[:, 0], table[:, 3] > 0)
                 if end is not None and len(events) and events["t"][0] >= end:

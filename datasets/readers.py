@@ -16,7 +16,7 @@ import numpy as np
 
 from .events import EVENT_DTYPE, EventFileError, RecordingInfo, concatenate
 
-DEFAULT_CHUNK_EVENTS = 1 << 20
+DEFAULT_CHUNK_EVENTS = 1 << 18  # 4 MB of events: decoding and checks stay in cache
 
 # Sensors by the names their files give; used where a format stores a camera name but no size.
 KNOWN_SENSORS = {

@@ -92,4 +92,6 @@ def write_text(path, events: np.ndarray):
 def write_npz(path, events: np.ndarray, sensor_size: tuple[int, int]):
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as f:
-            np.savez_compressed(f, events=events, sensor_size=np.array(sensor_size))
+            # one array per field: npz cannot store a dtype with out-of-order field offsets
+            fields = {name: np.ascontiguousarray(events[name]) for name in ("x", "y", "t", "p")}
+            np.savez_compressed(f, **fields, sensor_size=np.array(sensor_size))

@@ -1,0 +1,197 @@
+"""masnn.datasets.ingest: recording -> (denoise) -> spatial map -> MA-SNN frames, checked by hand."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from masnn.datasets.events import EventFileError, make_events
+from masnn.datasets.ingest import FramingConfig, frame_recording, save_frames, summarize
+from masnn.datasets.readers import read_events
+from masnn.datasets.writers import write_aedat31
+
+DT, T = 15_000, 60
+
+
+def dvs128_events(seed=0, n=6000, t0=1_234_567, span=1_200_000):
+    """Moving blobs plus noise on a DVS128 sensor, so the denoise filter has both kinds to sort."""
+    rng = np.random.default_rng(seed)
+    t = t0 + np.sort(rng.integers(0, span, n))
+    phase = (t - t0) / span
+    centre_x = (20 + 90 * phase).astype(np.int64)
+    centre_y = (100 - 60 * phase).astype(np.int64)
+    x = np.clip(centre_x + rng.integers(-3, 4, n), 0, 127)
+    y = np.clip(centre_y + rng.integers(-3, 4, n), 0, 127)
+    noise = rng.random(n) < 0.3
+    x[noise] = rng.integers(0, 128, noise.sum())
+    y[noise] = rng.integers(0, 128, noise.sum())
+    return make_events(x, y, t, rng.integers(0, 2, n))
+
+
+def hand_frames(events, start, dt, n_frames, size, to_xy):
+    """Counts per frame, polarity and mapped pixel; ``to_xy`` maps sensor (x, y) arrays, None drops."""
+    frames = np.zeros((n_frames, 2, size, size), dtype=np.int64)
+    t = events["t"].astype(np.int64)
+    inside = (t >= start) & (t < start + n_frames * dt)
+    e = events[inside]
+    x, y, keep = to_xy(e["x"].astype(np.int64), e["y"].astype(np.int64))
+    k = (e["t"][keep].astype(np.int64) - start) // dt
+    np.add.at(frames, (k, e["p"][keep].astype(np.int64), y[keep], x[keep]), 1)
+    return frames
+
+
+def dvs128_to_32(x, y):
+    return x // 4, y // 4, np.ones(len(x), dtype=bool)
+
+
+def hand_filter8(events, filter_time, width=128, height=128):
+    """Background-activity rule, 8 neighbours, a pixel never supporting itself."""
+    last = {}
+    keep = []
+    for i, (x, y, t) in enumerate(zip(events["x"].tolist(), events["y"].tolist(), events["t"].tolist())):
+        last[(x, y)] = t
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                if (dx or dy) and (x + dx, y + dy) in last and t - last[(x + dx, y + dy)] < filter_time:
+                    keep.append(i)
+                    break
+            else:
+                continue
+            break
+    return events[np.array(keep, dtype=np.int64)]
+
+
+@pytest.fixture
+def aedat31_file(tmp_path):
+    events = dvs128_events()
+    path = tmp_path / "sample.aedat"
+    write_aedat31(path, events, packet_events=512)
+    return path, events
+
+
+def test_config_defaults_are_the_papers():
+    config = FramingConfig()
+    assert config.dt_us == 15_000
+    assert config.n_frames == 60
+    assert config.size == 32
+    assert config.mode == "crop"
+    assert config.denoise_us is None
+    assert config.output_size((128, 128)) == (32, 32)
+    assert FramingConfig(size=None).output_size((346, 260)) == (346, 260)
+    assert config.to_dict()["dt_us"] == 15_000
+
+
+@pytest.mark.parametrize("start_us", [None, 0, 150_000, 1_000_000])
+def test_frame_recording_aedat31_equals_hand(aedat31_file, start_us):
+    path, events = aedat31_file
+    frames = frame_recording(path, start_us=start_us)
+    assert frames.shape == (T, 2, 32, 32)
+    assert frames.dtype == np.int16
+    start = int(events["t"][0]) + (start_us or 0)
+    hand = hand_frames(events, start, DT, T, 32, dvs128_to_32)
+    assert hand.sum() > 0
+    np.testing.assert_array_equal(frames, hand)
+
+
+def test_frame_recording_other_grid(aedat31_file):
+    path, events = aedat31_file
+    config = FramingConfig(dt_us=40_000, n_frames=25, size=16)
+    frames = frame_recording(path, config)
+    hand = hand_frames(events, int(events["t"][0]), 40_000, 25, 16, lambda x, y: (x // 8, y // 8, np.ones(len(x), bool)))
+    assert frames.shape == (25, 2, 16, 16)
+    np.testing.assert_array_equal(frames, hand)
+
+
+def test_frame_recording_with_denoise_equals_filter_first(aedat31_file):
+    path, events = aedat31_file
+    filter_time = 5_000
+    frames = frame_recording(path, FramingConfig(denoise_us=filter_time))
+    filtered = hand_filter8(events, filter_time)
+    assert 0 < len(filtered) < len(events)
+    hand = hand_frames(filtered, int(events["t"][0]), DT, T, 32, dvs128_to_32)
+    plain = hand_frames(events, int(events["t"][0]), DT, T, 32, dvs128_to_32)
+    assert hand.sum() < plain.sum()
+    np.testing.assert_array_equal(frames, hand)
+
+
+def test_summarize_counts(aedat31_file):
+    path, events = aedat31_file
+    summary = summarize(path)
+    assert summary["events"] == len(events)
+    assert summary["format"] == "AEDAT 3.1"
+    assert summary["sensor"] == "128x128"
+    assert summary["first_t_us"] == int(events["t"][0])
+    assert summary["last_t_us"] == int(events["t"][-1])
+    duration = (int(events["t"][-1]) - int(events["t"][0])) / 1e6
+    assert summary["duration_s"] == pytest.approx(duration)
+    assert summary["on_fraction"] == pytest.approx(np.count_nonzero(events["p"]) / len(events))
+    assert summary["event_rate_per_s"] == pytest.approx(len(events) / duration)
+    assert summary["active_pixels"] == len({(int(x), int(y)) for x, y in zip(events["x"], events["y"])})
+
+
+def test_summarize_window(aedat31_file):
+    path, events = aedat31_file
+    t0 = int(events["t"][0])
+    summary = summarize(path, start_us=200_000, end_us=500_000)
+    window = events[(events["t"] >= t0 + 200_000) & (events["t"] < t0 + 500_000)]
+    assert summary["events"] == len(window)
+    assert summary["first_t_us"] == int(window["t"][0])
+    assert summary["last_t_us"] == int(window["t"][-1])
+    assert summary["on_fraction"] == pytest.approx(np.count_nonzero(window["p"]) / len(window))
+
+
+def test_save_frames_npy_and_png(tmp_path, aedat31_file):
+    path, _ = aedat31_file
+    frames = frame_recording(path)
+    npy = tmp_path / "frames.npy"
+    save_frames(npy, frames)
+    loaded = np.load(npy)
+    assert loaded.dtype == frames.dtype
+    np.testing.assert_array_equal(loaded, frames)
+
+    png = tmp_path / "frames.png"
+    save_frames(png, frames)
+    image = cv2.imread(str(png))
+    assert image is not None
+    # contact sheet: 10 columns x 6 rows of 32x32 frames scaled x3 (to >= 96 px), 2-pixel gutters
+    assert image.shape == (6 * (96 + 2), 10 * (96 + 2), 3)
+    # no temporary files left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["frames.npy", "frames.png", "sample.aedat"])
+
+
+@pytest.mark.parametrize("name", ["frames.txt", "frames", "frames.npz"])
+def test_save_frames_unknown_suffix_raises(tmp_path, name):
+    with pytest.raises(EventFileError):
+        save_frames(tmp_path / name, np.zeros((2, 2, 4, 4), dtype=np.int16))
+    assert not (tmp_path / name).exists()
+
+
+def test_real_dvs128_aedat2(real_data):
+    path = real_data / "dvs128_aedat2" / "neal_walking.aedat"
+    frames = frame_recording(path)
+    assert frames.shape == (T, 2, 32, 32)
+    events, info = read_events(path)
+    assert info.sensor_size == (128, 128)
+    t0 = int(events["t"][0])
+    in_window = (events["t"] >= t0) & (events["t"] < t0 + T * DT)
+    assert frames.sum() == int(in_window.sum()) > 0
+    np.testing.assert_array_equal(frames, hand_frames(events, t0, DT, T, 32, dvs128_to_32))
+
+
+def test_real_dvxplorer_320x240(real_data):
+    path = real_data / "dvxplorer_320x240_person.aedat4"
+    frames = frame_recording(path)
+    assert frames.shape == (T, 2, 32, 32)
+    events, info = read_events(path)
+    assert info.sensor_size == (320, 240)
+    t0 = int(events["t"][0])
+    x = events["x"].astype(np.int64)
+    in_window = (events["t"] >= t0) & (events["t"] < t0 + T * DT)
+    in_crop = (x >= 40) & (x < 280)
+    assert frames.sum() == int((in_window & in_crop).sum()) > 0
+
+    def crop_240_to_32(x, y):
+        keep = (x >= 40) & (x < 280)
+        return (x - 40) * 32 // 240, y * 32 // 240, keep
+
+    np.testing.assert_array_equal(frames, hand_frames(events, t0, DT, T, 32, crop_240_to_32))

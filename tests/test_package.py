@@ -1,0 +1,63 @@
+"""Packaging and CLI basics: what an installed masnn puts in site-packages, and `masnn info`."""
+import importlib.util
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    # reuse the environment's setuptools where there is one (fast, offline); else pip fetches it
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    return next(out.glob("masnn-*.whl"))
+
+
+def test_wheel_installs_only_the_masnn_package(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names}
+    assert top_level == {"masnn", next(n for n in top_level if n.endswith(".dist-info"))}
+    # the source folders are mapped under masnn, never installed as top-level app/models/datasets
+    for module in ("masnn/cli.py", "masnn/datasets/readers.py", "masnn/models/__init__.py", "masnn/weights/__init__.py"):
+        assert module in names
+
+
+def test_wheel_declares_the_console_script(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        entry_points = next(archive.read(n).decode() for n in archive.namelist() if n.endswith("entry_points.txt"))
+    assert "masnn = masnn.cli:main" in entry_points
+
+
+def run_masnn(*args):
+    return subprocess.run([sys.executable, "-m", "masnn", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_info_reports_versions_devices_and_cameras_without_a_camera():
+    result = run_masnn("info", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    import numpy
+    import torch
+
+    assert report["versions"]["numpy"] == numpy.__version__
+    assert report["versions"]["torch"] == torch.__version__
+    assert "cpu" in report["devices"]
+    assert isinstance(report["cameras"], list)  # none attached here: an empty list, not a failure
+    assert report["triton"]
+
+
+def test_help_lists_the_commands():
+    result = run_masnn("--help")
+    assert result.returncode == 0
+    for command in ("info", "inspect", "frames", "bench"):
+        assert command in result.stdout
