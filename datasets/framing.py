@@ -72,20 +72,13 @@ def _count_frames(events, lo, hi, edges, pixels, cap, out):
     """Adds pixels (of events[lo:hi], all within edges) to their frames, saturating at ``cap``."""
     n_frames = edges.shape[0] - 1
     counts = out.reshape(n_frames, out.shape[1] * out.shape[2] * out.shape[3])
-    histogram = np.zeros(counts.shape[1], dtype=np.int32)
     begin = lo
     for k in range(n_frames):
         end = _lower_bound(events, edges[k + 1], begin, hi)
-        if end == begin:
-            continue
-        for pixel in pixels[begin - lo : end - lo]:
-            if pixel >= 0:
-                histogram[pixel] += 1
         row = counts[k]
-        for j in range(counts.shape[1]):
-            total = row[j] + histogram[j]
-            row[j] = total if total < cap else cap
-            histogram[j] = 0
+        for pixel in pixels[begin - lo : end - lo]:
+            if pixel >= 0 and row[pixel] < cap:
+                row[pixel] += 1
         begin = end
 
 
@@ -114,6 +107,29 @@ def _count_cap(dtype, clip: int | None) -> int:
     return limit if clip is None else min(int(clip), limit)
 
 
+@numba.njit(cache=True, nogil=True)
+def _add_events_kernel(events, begin, edges, table_x, table_y, cap, out):
+    """Returns (status, index): DONE and the first event at or after edges[-1], UNSORTED and an event
+    earlier than its predecessor, or (index, index) for an event outside the sensor."""
+    n = events.shape[0]
+    lo = _lower_bound(events, edges[0], begin, n)
+    hi = _lower_bound(events, edges[-1], lo, n)
+    checked_from = max(begin - 1, 0)
+    unsorted = _first_unsorted(events[checked_from : lo + 1], 0)  # binary search needs order
+    if unsorted >= 0:
+        return UNSORTED, checked_from + unsorted
+    if lo == hi:
+        return DONE, hi
+    pixels = np.empty(hi - lo, dtype=np.int32)
+    status = _pixel_indices(events[lo:hi], events[lo].t, table_x, table_y, out.shape[3], out.shape[2], pixels)
+    if status <= UNSORTED:
+        return UNSORTED, lo + UNSORTED - status
+    if status >= 0:
+        return lo + status, lo + status
+    _count_frames(events, lo, hi, edges, pixels, cap, out)
+    return DONE, hi
+
+
 def _add_events(events, begin, edges, tables, cap, out) -> int:
     """Adds events[begin:] falling within edges to ``out``; raises on unsorted events or pixels outside
     the sensor; returns the index of the first event at or after edges[-1].
@@ -121,23 +137,15 @@ def _add_events(events, begin, edges, tables, cap, out) -> int:
     Two tight compiled passes (pixel indices, then per-frame histograms) run about twice as fast as one
     pass doing both.
     """
-    n = len(events)
-    lo = int(_lower_bound(events, edges[0], begin, n))
-    hi = int(_lower_bound(events, edges[-1], lo, n))
-    if _first_unsorted(events[max(begin - 1, 0) : lo + 1], 0) >= 0:  # binary search needs order
-        raise UnsortedEvents("events are not in time order")
-    height, width = out.shape[2], out.shape[3]
-    pixels = np.empty(hi - lo, dtype=np.int32)
-    previous = events["t"][lo] if lo < n else 0
-    status = _pixel_indices(events[lo:hi], previous, tables[0], tables[1], width, height, pixels)
-    if status <= UNSORTED:
-        raise UnsortedEvents(f"events are not in time order (event {lo + UNSORTED - status})")
+    status, index = _add_events_kernel(events, begin, edges, tables[0], tables[1], cap, out)
+    if status == UNSORTED:
+        raise UnsortedEvents(f"events are not in time order (event {index})")
     if status >= 0:
-        x, y = int(events["x"][lo + status]), int(events["y"][lo + status])
+        height, width = out.shape[2], out.shape[3]
         sensor = (width, height) if tables[0] is None else (len(tables[0]), len(tables[1]))
+        x, y = int(events["x"][index]), int(events["y"][index])
         raise ValueError(f"event at (x={x}, y={y}) lies outside the {sensor[0]}x{sensor[1]} sensor")
-    _count_frames(events, lo, hi, edges, pixels, cap, out)
-    return hi
+    return index
 
 
 def accumulate_frames(events, edges, sensor_size, clip=None, dtype=COUNT_DTYPE) -> np.ndarray:
