@@ -116,7 +116,7 @@ def bench_aedat4(workdir: Path, n_events: int = 5_000_000) -> dict:
 
 
 _MEMORY_PROBE = """
-import resource, sys, json
+import sys, json
 from masnn.datasets.ingest import FramingConfig, iter_recording_frames
 from masnn.datasets.readers import open_recording
 config = FramingConfig(n_frames=None)
@@ -124,7 +124,9 @@ frames = events = 0
 with open_recording(sys.argv[1]) as recording:
     for block in iter_recording_frames(recording, config):
         frames += len(block); events += int(block.sum())
-print(json.dumps(dict(frames=frames, events=events, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's size
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps(dict(frames=frames, events=events, peak_rss_mb=peak_kb / 1024)))
 """
 
 

@@ -26,6 +26,9 @@ COUNT_DTYPE = np.int16
 DONE, UNSORTED = -1, -2
 
 
+SCRATCH_EVENTS = 1 << 16  # events whose pixel indices are computed per pass; they stay in cache
+
+
 @numba.njit(cache=True, nogil=True)
 def _lower_bound(events, t, lo, hi):
     """First index in [lo, hi) whose time is >= t (events sorted by time)."""
@@ -73,13 +76,15 @@ def _count_frames(events, lo, hi, edges, pixels, cap, out):
     n_frames = edges.shape[0] - 1
     counts = out.reshape(n_frames, out.shape[1] * out.shape[2] * out.shape[3])
     begin = lo
-    for k in range(n_frames):
+    k = np.searchsorted(edges, events[lo].t, side="right") - 1  # the frame of the first event
+    while begin < hi:
         end = _lower_bound(events, edges[k + 1], begin, hi)
         row = counts[k]
         for pixel in pixels[begin - lo : end - lo]:
             if pixel >= 0 and row[pixel] < cap:
                 row[pixel] += 1
         begin = end
+        k += 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -118,15 +123,15 @@ def _add_events_kernel(events, begin, edges, table_x, table_y, cap, out):
     unsorted = _first_unsorted(events[checked_from : lo + 1], 0)  # binary search needs order
     if unsorted >= 0:
         return UNSORTED, checked_from + unsorted
-    if lo == hi:
-        return DONE, hi
-    pixels = np.empty(hi - lo, dtype=np.int32)
-    status = _pixel_indices(events[lo:hi], events[lo].t, table_x, table_y, out.shape[3], out.shape[2], pixels)
-    if status <= UNSORTED:
-        return UNSORTED, lo + UNSORTED - status
-    if status >= 0:
-        return lo + status, lo + status
-    _count_frames(events, lo, hi, edges, pixels, cap, out)
+    pixels = np.empty(min(hi - lo, SCRATCH_EVENTS), dtype=np.int32)
+    for block in range(lo, hi, SCRATCH_EVENTS):  # cache-sized blocks: pixel indices, then counts
+        block_end = min(block + SCRATCH_EVENTS, hi)
+        status = _pixel_indices(events[block:block_end], events[max(block - 1, lo)].t, table_x, table_y, out.shape[3], out.shape[2], pixels)
+        if status <= UNSORTED:
+            return UNSORTED, block + UNSORTED - status
+        if status >= 0:
+            return block + status, block + status
+        _count_frames(events, block, block_end, edges, pixels, cap, out)
     return DONE, hi
 
 
