@@ -11,8 +11,9 @@ Three ways to cut time, each equal to tonic.transforms.ToFrame where their param
 Counts saturate at the output type's maximum (int16 by default) instead of wrapping, and ``clip`` caps
 them lower (``clip=1`` binarises).
 
-The accumulation is one compiled pass over time-sorted events; ``iter_time_frames`` does the same over a
-stream of chunks with memory bounded by a few frames, whatever the recording's length.
+The accumulation is compiled: per cache-sized block of time-sorted events, one pass computes pixel
+indices (checking order and bounds), a second counts them into the frames; ``iter_time_frames`` does the
+same over a stream of chunks with memory bounded by one block of frames, whatever the recording's length.
 """
 from __future__ import annotations
 
@@ -24,8 +25,6 @@ import numpy as np
 
 COUNT_DTYPE = np.int16
 DONE, UNSORTED = -1, -2
-
-
 SCRATCH_EVENTS = 1 << 16  # events whose pixel indices are computed per pass; they stay in cache
 
 
@@ -139,8 +138,7 @@ def _add_events(events, begin, edges, tables, cap, out) -> int:
     """Adds events[begin:] falling within edges to ``out``; raises on unsorted events or pixels outside
     the sensor; returns the index of the first event at or after edges[-1].
 
-    Two tight compiled passes (pixel indices, then per-frame histograms) run about twice as fast as one
-    pass doing both.
+    Two tight compiled passes (pixel indices, then counts) run about twice as fast as one pass doing both.
     """
     status, index = _add_events_kernel(events, begin, edges, tables[0], tables[1], cap, out)
     if status == UNSORTED:

@@ -5,7 +5,6 @@ is always fed frames made the way it was trained on.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
