@@ -1,0 +1,208 @@
+"""Synthetic recordings: the real datasets' layouts, determinism, and motions that are what they are called."""
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from masnn.datasets.emulator import PixelParams
+from masnn.datasets.events import EVENT_DTYPE
+from masnn.datasets.motions import GESTURE_CLASSES, Body, gesture_pose, random_style
+from masnn.datasets.readers import read_events
+from masnn.datasets.synth import (
+    PRESETS,
+    gait_recording,
+    random_scene,
+    simulate,
+    split_users,
+    write_gait_dataset,
+    write_gesture_dataset,
+)
+
+QUIET = PixelParams(background_rate_hz=0.0, hot_pixel_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def gesture_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gesture")
+    summary = write_gesture_dataset(out, users=3, seed=7, preset=PRESETS["tiny"], workers=1)
+    return out / "DvsGesture", summary
+
+
+def test_gesture_layout_matches_the_real_dataset(gesture_set):
+    folder, summary = gesture_set
+    train, test = split_users(3)
+    assert (train, test) == ([1, 2], [3])
+    assert (folder / "trials_to_train.txt").read_text().split() == ["user01_lab.aedat", "user02_lab.aedat"]
+    assert (folder / "trials_to_test.txt").read_text().split() == ["user03_lab.aedat"]
+    for user in (1, 2, 3):
+        with open(folder / f"user{user:02d}_lab_labels.csv", newline="") as f:
+            rows = list(csv.reader(f))
+        assert rows[0] == ["class", "startTime_usec", "endTime_usec"]
+        labels = [(int(c), int(s), int(e)) for c, s, e in rows[1:]]
+        assert [c for c, _, _ in labels] == list(range(1, 12))
+        events, info = read_events(folder / f"user{user:02d}_lab.aedat")
+        assert (info.format, info.sensor_size, info.camera) == ("AEDAT 3.1", (128, 128), "DVS128")
+        # labels live in the recording's timebase: every gesture window holds events, and they follow each other
+        for (_, start, end), (_, next_start, _) in zip(labels, labels[1:] + [(0, 10**18, 0)]):
+            assert start < end <= next_start
+            assert np.count_nonzero((events["t"] >= start) & (events["t"] < end)) > 100
+
+
+def test_gesture_files_are_read_by_tonic(gesture_set):
+    import tonic.io
+
+    folder, _ = gesture_set
+    path = str(folder / "user01_lab.aedat")
+    version, data_start, _ = tonic.io.read_aedat_header_from_file(path)
+    words = tonic.io.get_aer_events_from_file(path, version, data_start)  # raw address and timestamp
+    ours, _ = read_events(path)
+    assert version == 3.1
+    address = words["address"].astype(np.int64)
+    np.testing.assert_array_equal(words["timeStamp"], ours["t"])
+    np.testing.assert_array_equal(address >> 17, ours["x"])
+    np.testing.assert_array_equal((address >> 2) & 0x7FFF, ours["y"])
+    np.testing.assert_array_equal((address >> 1) & 1, ours["p"])
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, gesture_set):
+    folder, _ = gesture_set
+    again = tmp_path / "again"
+    write_gesture_dataset(again, users=1, seed=7, preset=PRESETS["tiny"], workers=1)
+    assert (again / "DvsGesture/user01_lab.aedat").read_bytes() == (folder / "user01_lab.aedat").read_bytes()
+    other = tmp_path / "other"
+    write_gesture_dataset(other, users=1, seed=8, preset=PRESETS["tiny"], workers=1)
+    assert (other / "DvsGesture/user01_lab.aedat").read_bytes() != (folder / "user01_lab.aedat").read_bytes()
+
+
+def test_gait_layout_and_identity_consistency(tmp_path):
+    write_gait_dataset(tmp_path, subjects=2, walks=1, seed=3, duration=0.6, workers=1)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.txt"))
+    assert files == ["test/01/000.txt", "test/02/000.txt", "train/01/000.txt", "train/02/000.txt"]
+    events, info = read_events(tmp_path / "train/01/000.txt")
+    assert info.format == "text t x y p" and len(events) > 100
+    line = (tmp_path / "train/01/000.txt").read_text().splitlines()[0].split()
+    assert len(line) == 4 and int(line[0]) == events["t"][0]  # t x y p, in that order
+
+
+def clip_events(gesture: int, seconds: float = 1.6, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    scene = random_scene((128, 128), "lab", rng, body=Body())
+    scene = type(scene)(**{**scene.__dict__, "shake_px": 0.0})
+    style = random_style(gesture, np.random.default_rng(seed + 1))
+
+    def pose_at(t):
+        return gesture_pose(gesture, t, style, scene.body), scene.placement, None
+
+    return np.concatenate(list(simulate(scene, pose_at, seconds, 0, QUIET, frame_rate=400.0)), dtype=EVENT_DTYPE), scene, style
+
+
+def rotation_sense(events: np.ndarray, window_us: int) -> float:
+    """Sum of cross products of the ON-event centroid's successive positions around their mean:
+    > 0 turns clockwise on screen (y down), < 0 counter-clockwise."""
+    on = events[events["p"] == 1]
+    bins = (on["t"] - on["t"][0]) // window_us
+    centroids = np.array([[on["x"][bins == b].mean(), on["y"][bins == b].mean()] for b in np.unique(bins) if (bins == b).sum() > 20])
+    centred = centroids - centroids.mean(axis=0)
+    return float(np.sum(centred[:-1, 0] * centred[1:, 1] - centred[:-1, 1] * centred[1:, 0]))
+
+
+@pytest.mark.parametrize(
+    "gesture,screen_sense,side",
+    [
+        (3, "counter-clockwise", "left"),  # right arm clockwise (as the subject sees it): image left, CCW on screen
+        (4, "clockwise", "left"),
+        (5, "counter-clockwise", "right"),  # left arm clockwise
+        (6, "clockwise", "right"),
+    ],
+)
+def test_arm_circles_turn_the_named_way_on_the_named_side(gesture, screen_sense, side):
+    events, scene, style = clip_events(gesture, seconds=1.2 / style_frequency(gesture))
+    sense = rotation_sense(events, window_us=int(1e6 / style_frequency(gesture) / 12))
+    assert (sense > 0) == (screen_sense == "clockwise"), (GESTURE_CLASSES[gesture], sense)
+    moving = np.median(events["x"])
+    assert (moving < 64) == (side == "left")
+
+
+def style_frequency(gesture: int) -> float:
+    return random_style(gesture, np.random.default_rng(1)).frequency
+
+
+@pytest.mark.parametrize("gesture,side", [(1, "left"), (2, "right")])
+def test_hand_waves_happen_on_the_waving_arms_side(gesture, side):
+    events, _, _ = clip_events(gesture, seconds=1.0)
+    assert (np.median(events["x"]) < 64) == (side == "left")
+    # a wave moves the hand sideways above the shoulder: the events' upper part sways in x
+    upper = events[events["y"] < np.percentile(events["y"], 30)]
+    assert np.ptp(upper["x"]) > 8
+
+
+def test_hand_clap_is_symmetric_about_the_body():
+    events, scene, _ = clip_events(0, seconds=1.5)
+    left = np.count_nonzero(events["x"] < scene.placement.pelvis_x)
+    right = len(events) - left
+    assert 0.6 < left / right < 1.6
+
+
+def test_noise_parameters_move_the_statistics_the_expected_way():
+    rng = np.random.default_rng(5)
+    scene = random_scene((128, 128), "lab", rng, body=Body())
+
+    def still(t):
+        return gesture_pose(0, 0.0, random_style(0, np.random.default_rng(0)), scene.body), scene.placement, None
+
+    def count(params):
+        return sum(len(c) for c in simulate(scene, still, 1.0, 0, params, frame_rate=200.0))
+
+    assert count(PixelParams(background_rate_hz=2.0)) > count(PixelParams(background_rate_hz=0.2))
+    assert count(PixelParams(hot_pixel_fraction=0.01)) > count(PixelParams(hot_pixel_fraction=0.0))
+
+
+def test_gait_walker_crosses_the_field_of_view():
+    events = np.concatenate(list(gait_recording(subject=1, session=0, walk=0, seed=0, duration=2.0)), dtype=EVENT_DTYPE)
+    first = events[events["t"] < events["t"][0] + 300_000]
+    last = events[events["t"] > events["t"][-1] - 300_000]
+    assert abs(np.median(last["x"]) - np.median(first["x"])) > 15
+
+
+def test_cli_writes_an_aedat4_clip(tmp_path):
+    out = tmp_path / "clip.aedat4"
+    result = subprocess.run(
+        [sys.executable, "-m", "masnn", "synth", "recording", "--action", "air guitar", "--out", str(out), "--duration", "0.5", "--sensor", "dvxplorer-lite"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    events, info = read_events(out)
+    assert (info.format, info.sensor_size) == ("AEDAT 4.0", (320, 240)) and len(events) > 1000
+
+
+def test_cli_refuses_an_unknown_action(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "masnn", "synth", "recording", "--action", "juggling", "--out", str(tmp_path / "c.aedat4")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "unknown action" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_gesture_set_in_parallel_equals_serial(tmp_path, gesture_set):
+    folder, _ = gesture_set
+    result = subprocess.run(
+        [sys.executable, "-m", "masnn", "synth", "gesture", "--out", str(tmp_path), "--users", "3", "--seed", "7", "--preset", "tiny", "--workers", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("user01_lab.aedat", "user03_lab_labels.csv", "trials_to_test.txt"):
+        assert (tmp_path / "DvsGesture" / name).read_bytes() == (folder / name).read_bytes()
+
+
+def test_cli_stats_compares_recordings(gesture_set):
+    import json
+
+    folder, _ = gesture_set
+    paths = [str(folder / "user01_lab.aedat"), str(folder / "user02_lab.aedat")]
+    result = subprocess.run([sys.executable, "-m", "masnn", "synth", "stats", "--json", *paths], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["events"] for r in rows] == [len(read_events(p)[0]) for p in paths]
+    assert all(0.5 < r["on_off_ratio"] < 2 for r in rows)
