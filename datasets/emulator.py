@@ -18,15 +18,16 @@ Per pixel, at every frame:
   ON with probability background_on_fraction (real BA is mostly leak events, which are ON); optional
   shot noise, strongest in the dark (v2e's rule: the rate falls linearly to a quarter at intensity >= 1),
   either polarity; a fixed random set of hot pixels at hot_pixel_rate_hz, either polarity. Noise events
-  are Poisson (a Poisson count per step, uniform times), obey the refractory period like any event, and
-  do not move the reference (they are spurious resets the readout sees, not a change of light).
+  are Poisson (drawn ahead in 100 ms batches: a count per source, uniform times), obey the refractory
+  period like any event, and do not move the reference (they are spurious resets the readout sees, not
+  a change of light).
 
 Everything per pixel is vectorised: numpy computes the transcendental functions (its SIMD log/exp are
 several times faster than numba's scalar ones), one compiled pass integrates the filter and finds the
 pixels that crossed a threshold, a second makes their events, merges the noise, sorts by time (stable:
 signal events in raster order, then BA, hot, shot noise) and applies the refractory period.
-Deterministic for a given seed: the random draws happen in a fixed order (thresholds, hot pixels at
-construction; a Poisson count triple, then the noise events' pixels, times, polarities, every step).
+Deterministic for a given seed and sequence of frame times: the random draws happen in a fixed order
+(thresholds, hot pixels at construction; then each noise batch's counts, pixels, times, polarities).
 """
 from __future__ import annotations
 

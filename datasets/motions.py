@@ -210,11 +210,11 @@ def _air_drums(t, s, body, joints):
     rng = np.random.default_rng(s.seed)
     beat = TAU * s.frequency * t + s.phase
     hit = int(beat // TAU)
-    drum_shift = rng.uniform(-0.05, 0.05, size=(hit + 2, 2))
+    drum_shift = rng.uniform(-0.03, 0.03, size=(hit + 2, 2))  # each hit on a slightly different drum
     targets = {}
     for side, sign, offset in (("r", -1, 0.0), ("l", 1, np.pi)):
         base = np.array([sign * 0.12, joints["neck"][1] + 0.22]) + [drum_shift[hit, 0 if side == "r" else 1], 0]
-        targets[side] = base + [0, -0.09 * s.amplitude * (1 - _strike(beat + offset))]
+        targets[side] = base + [0, -0.13 * s.amplitude * (1 - _strike(beat + offset))]
     return _arms_to(targets, body, joints)
 
 

@@ -66,11 +66,11 @@ def random_lighting(name: str, rng: np.random.Generator) -> Lighting:
     if name == "fluorescent_led":
         return Lighting(name, rng.uniform(0.5, 0.9), mains, rng.uniform(0.01, 0.04))
     if name == "lab":
-        return Lighting(name, rng.uniform(0.7, 1.2), mains, rng.uniform(0.005, 0.02))
+        return Lighting(name, rng.uniform(0.5, 1.0), mains, rng.uniform(0.005, 0.02))
     if name == "led":
         return Lighting(name, rng.uniform(0.3, 0.7))  # PWM far above the photoreceptor's bandwidth
     if name == "natural":
-        return Lighting(name, rng.uniform(0.8, 2.0), drift=rng.uniform(0.0, 0.05))
+        return Lighting(name, rng.uniform(0.5, 1.1), drift=rng.uniform(0.0, 0.05))  # daylight through windows
     raise ValueError(f"unknown lighting {name!r}; known: {', '.join(LIGHTINGS)}")
 
 

@@ -206,3 +206,32 @@ def test_cli_stats_compares_recordings(gesture_set):
     rows = json.loads(result.stdout)
     assert [r["events"] for r in rows] == [len(read_events(p)[0]) for p in paths]
     assert all(0.5 < r["on_off_ratio"] < 2 for r in rows)
+
+
+def test_air_drums_strike_up_and_down_with_both_hands():
+    events, scene, _ = clip_events(8, seconds=1.5)
+    on = events[events["p"] == 1]
+    centre_x = scene.placement.pelvis_x
+    for side in (on["x"] < centre_x, on["x"] >= centre_x):
+        hand = on[side]
+        # per 25 ms window, the hand's events move mostly vertically
+        bins = (hand["t"] - hand["t"][0]) // 25_000
+        centroids = np.array([[hand["x"][bins == b].mean(), hand["y"][bins == b].mean()] for b in np.unique(bins) if (bins == b).sum() > 20])
+        assert np.std(centroids[:, 1]) > np.std(centroids[:, 0])
+
+
+def test_air_guitar_neck_hand_on_the_image_right_above_the_strumming_hand():
+    joints_events, scene, style = clip_events(9, seconds=1.5)
+    centre_x = scene.placement.pelvis_x
+    right_side = joints_events[joints_events["x"] > centre_x + 0.15 * scene.placement.height_px]
+    strumming = joints_events[np.abs(joints_events["x"] - centre_x) < 0.08 * scene.placement.height_px]
+    assert len(right_side) > 100 and len(strumming) > 100
+    # the subject's left hand holds the neck out to the image's right, higher than the strumming hand
+    assert np.median(right_side["y"]) < np.median(strumming["y"])
+
+
+def test_arm_roll_stays_in_front_of_the_chest():
+    events, scene, _ = clip_events(7, seconds=1.5)
+    centre_x = scene.placement.pelvis_x
+    width = scene.placement.height_px * 0.2
+    assert np.mean(np.abs(events["x"] - centre_x) < width) > 0.7
