@@ -106,6 +106,29 @@ def bench_ingest(
         print(json.dumps(results, indent=2))
 
 
+@bench_app.command("model")
+def bench_model(
+    neurons: int = typer.Option(1_000_000, help="LIF neurons in the layer."),
+    steps: int = typer.Option(60, help="Time steps T."),
+    surrogate: str = typer.Option("sigmoid", help="Surrogate gradient (sigmoid is the one SpikingJelly shares)."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """LIF forward + backward on the CPU: reference loop vs fused path (vs SpikingJelly if installed)."""
+    from masnn.bench_model import lif_benchmark_rows, run_lif_benchmark
+
+    result = run_lif_benchmark(neurons, steps, surrogate=surrogate)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    rows = lif_benchmark_rows(result)
+    table = Table(title=f"LIF forward+backward, T={steps}, {neurons:,} neurons")
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
+
+
 @synth_app.command("gesture")
 def synth_gesture(
     out: Path = typer.Option(..., "--out", "-o", help="Folder; the dataset goes into OUT/DvsGesture."),

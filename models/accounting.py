@@ -1,0 +1,131 @@
+"""Spikes, operations and energy of one forward pass (MA-SNN, Sec. 4; reference/ma-snn.md section 6).
+
+All figures are per sample (averaged over the batch):
+
+- spikes, firing rate = spikes / (neurons * T), NASAR = all spikes / (all neurons * T);
+- synaptic operations of a conv/FC layer: when its input is binary (spikes), accumulates
+  SOPs = input firing rate * T * FLOPs, with FLOPs(conv) = k*k*h_out*w_out*c_in*c_out and FLOPs(fc) = in*out;
+  when it is real-valued (the event-count frames of the first layer, or spikes rescaled by a conv-pre gate),
+  multiply-accumulates MACs = frames computed * FLOPs (dense: every frame the layer ran on, so T * FLOPs(first
+  conv) without pruning). The test is on the values: binary event frames (clipped counts) count as spikes;
+- attention MACs: pooling (a sum and a max per element), the MLP or conv computing the gate, and one multiply per
+  rescaled element; every add, compare and multiply counted at E_MAC (an upper bound). Not counted: sigmoids,
+  ReLUs, BN (it folds into the weights at inference) and the adds/compares of AvgPool and MaxPool;
+- E = E_MAC * (MACs + attention MACs) + E_AC * SOPs;
+- the ANN of the same shape (same conv/FC layers, no attention) costs E_MAC * FLOPs per frame, reported both
+  frame by frame (x T, the fair comparison on the same input frames) and single-frame (x 1);
+- rEE = E_base / E_model against a baseline report (the vanilla SNN).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .networks import NetTrace
+
+
+@dataclass(frozen=True)
+class EnergyPreset:
+    name: str
+    e_mac_pj: float
+    e_ac_pj: float
+
+
+PRESETS = {
+    "fp32-45nm": EnergyPreset("fp32-45nm", 4.6, 0.9),  # Horowitz, ISSCC 2014
+    "fp16-45nm": EnergyPreset("fp16-45nm", 1.5, 0.4),
+    "int8-45nm": EnergyPreset("int8-45nm", 0.23, 0.03),
+}
+
+
+def get_preset(preset: str | EnergyPreset) -> EnergyPreset:
+    if isinstance(preset, EnergyPreset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"energy preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    return PRESETS[preset]
+
+
+@dataclass
+class LayerReport:
+    name: str
+    neurons: int
+    spikes: float  # per sample, over all steps
+    firing_rate: float  # spikes / (neurons * T)
+    input_rate: float  # nonzero fraction of the synaptic input, over T
+    input_binary: bool  # True: the synapses accumulate (AC); False: they multiply-accumulate (MAC)
+    flops: int  # one dense frame
+    frames: float  # frames computed
+    sops: float
+    macs: float  # synaptic MACs
+    attention_macs: float
+    energy_pj: float
+
+
+@dataclass
+class Report:
+    preset: EnergyPreset
+    steps: int
+    frames_kept: float  # per sample; == steps unless input attention pruning dropped frames
+    batch: int
+    layers: list[LayerReport] = field(default_factory=list)
+    spikes: float = 0.0
+    neurons: int = 0
+    nasar: float = 0.0
+    sops: float = 0.0
+    macs: float = 0.0  # synaptic MACs
+    attention_macs: float = 0.0  # the layers' gates plus input attention
+    energy_pj: float = 0.0
+    ann_frame_by_frame_energy_pj: float = 0.0  # E_MAC * FLOPs * T
+    ann_single_frame_energy_pj: float = 0.0  # E_MAC * FLOPs
+    ree: float | None = None  # E_baseline / E_model, when a baseline was given
+
+    def ree_against(self, baseline: Report) -> float:
+        return baseline.energy_pj / self.energy_pj
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _layer_report(tr, steps: int, preset: EnergyPreset) -> LayerReport:
+    b = tr.input.shape[1]
+    x = tr.input.detach()
+    in_size = x[0, 0].numel()
+    input_rate = (x != 0).sum().item() / (b * steps * in_size)
+    binary = bool(((x == 0) | (x == 1)).all())
+    sops = input_rate * steps * tr.flops if binary else 0.0
+    macs = 0.0 if binary else tr.frames * tr.flops
+    spikes = tr.spikes.detach().sum().item() / b
+    energy = preset.e_mac_pj * (macs + tr.attention_macs) + preset.e_ac_pj * sops
+    return LayerReport(tr.name, tr.neurons, spikes, spikes / (tr.neurons * steps), input_rate, binary, tr.flops,
+                       tr.frames, sops, macs, tr.attention_macs, energy)
+
+
+def account(trace: NetTrace, preset: str | EnergyPreset = "fp32-45nm", baseline: Report | None = None) -> Report:
+    """The report of one recorded forward pass (``model(x, record=True)[1]``)."""
+    preset = get_preset(preset)
+    t = trace.steps
+    layers = [_layer_report(tr, t, preset) for tr in trace.layers]
+    r = Report(preset, t, trace.frames_kept, trace.layers[0].input.shape[1], layers)
+    r.spikes = sum(lr.spikes for lr in layers)
+    r.neurons = sum(lr.neurons for lr in layers)
+    r.nasar = r.spikes / (r.neurons * t)
+    r.sops = sum(lr.sops for lr in layers)
+    r.macs = sum(lr.macs for lr in layers)
+    r.attention_macs = sum(lr.attention_macs for lr in layers) + trace.input_attention_macs
+    r.energy_pj = sum(lr.energy_pj for lr in layers) + preset.e_mac_pj * trace.input_attention_macs
+    flops = sum(lr.flops for lr in layers)
+    r.ann_frame_by_frame_energy_pj = preset.e_mac_pj * flops * t
+    r.ann_single_frame_energy_pj = preset.e_mac_pj * flops
+    if baseline is not None:
+        r.ree = r.ree_against(baseline)
+    return r
+
+
+@torch.no_grad()
+def measure(model, x: torch.Tensor, preset: str | EnergyPreset = "fp32-45nm",
+            baseline: Report | None = None) -> Report:
+    """Run ``model(x, record=True)`` without gradients and account for it (the caller picks train/eval mode)."""
+    _, trace = model(x, record=True)
+    return account(trace, preset, baseline)

@@ -1,0 +1,49 @@
+"""Model registry, timm-style: ``@register_model`` on small variant functions, ``create_model(name, **kwargs)``.
+
+Variant names are the function names with "-" for "_" (``ma_snn_3layer`` -> "ma-snn-3layer"). The modules that
+define models are imported on the first lookup, not at package import. ``create_model`` drops None kwargs, so
+unset CLI options never override a model's defaults, and stores the name and arguments on the model
+(``model.model_args``) so a checkpoint can rebuild the exact model.
+"""
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from collections.abc import Callable
+
+_MODEL_MODULES = ("masnn.models.networks",)  # modules whose import registers variants
+_registry: dict[str, Callable] = {}
+
+
+def register_model(fn: Callable) -> Callable:
+    name = fn.__name__.replace("_", "-")
+    old = _registry.get(name)
+    if old is not None and old.__module__ != fn.__module__:  # a reload of the same module may re-register
+        raise ValueError(f"model {name!r} is already registered by {old.__module__}")
+    _registry[name] = fn
+    return fn
+
+
+def _load() -> None:
+    for module in _MODEL_MODULES:
+        importlib.import_module(module)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    _load()
+    return sorted(n for n in _registry if fnmatch.fnmatch(n, pattern))
+
+
+def is_model(name: str) -> bool:
+    _load()
+    return name in _registry
+
+
+def create_model(name: str, **kwargs):
+    _load()
+    if name not in _registry:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(_registry))}")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    model = _registry[name](**kwargs)
+    model.model_args = {"name": name, **kwargs}
+    return model

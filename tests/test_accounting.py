@@ -1,0 +1,139 @@
+"""Spike, operation and energy accounting against hand computations."""
+import json
+
+import pytest
+import torch
+from masnn.models import create_model
+from masnn.models.accounting import PRESETS, account, measure
+from masnn.models.attention import (
+    ChannelAttention,
+    SpatialAttention,
+    TemporalAttention,
+    plan_attention,
+)
+from masnn.models.lif import LIFParams
+from masnn.models.networks import LayerTrace, NetTrace, SpikingLayer, SpikingNet
+from torch import nn
+
+T, B = 2, 2
+CONV_FLOPS = 3 * 3 * 4 * 4 * 1 * 2  # conv 1 -> 2, 3x3, padding 1, on 4 x 4: 288
+FC_FLOPS = 32 * 3  # 96
+
+
+def _spikes(shape, per_sample):
+    """Binary tensor (T, B, *shape) with per_sample[b] spikes in sample b."""
+    s = torch.zeros(T, B, *shape)
+    for b, n in enumerate(per_sample):
+        flat = torch.zeros(s[:, b].numel())
+        flat[:n] = 1
+        s[:, b] = flat.view(T, *shape)
+    return s
+
+
+def _trace(conv_spikes, fc_attention_macs):
+    counts = torch.zeros(T, B, 1, 4, 4)
+    counts[0, :, 0, 0, :2] = 2.0  # event counts: real-valued input, the first layer multiply-accumulates
+    conv = _spikes((2, 4, 4), conv_spikes)
+    fc = _spikes((3,), (1, 2))
+    return NetTrace([
+        LayerTrace("conv", counts, conv, CONV_FLOPS, 32, float(T), 0.0),
+        LayerTrace("fc", conv.flatten(2), fc, FC_FLOPS, 3, float(T), fc_attention_macs),
+    ], steps=T)
+
+
+def test_energy_of_a_tiny_network_by_hand():
+    model = account(_trace((6, 10), fc_attention_macs=50.0), "fp32-45nm")
+    conv, fc = model.layers
+    # conv: input not binary -> MACs = frames * FLOPs = 2 * 288; spikes 8 per sample of 32 neurons x 2 steps
+    assert not conv.input_binary and conv.macs == 576 and conv.sops == 0
+    assert conv.spikes == 8 and conv.firing_rate == pytest.approx(8 / 64)
+    # fc: binary input, rate 16 / (2 samples * 2 steps * 32) = 0.125 -> SOPs = 0.125 * 2 * 96 = 24
+    assert fc.input_binary and fc.input_rate == pytest.approx(0.125) and fc.sops == pytest.approx(24)
+    assert fc.spikes == 1.5 and fc.firing_rate == pytest.approx(0.25)
+    assert model.spikes == 9.5 and model.neurons == 35 and model.nasar == pytest.approx(9.5 / 70)
+    assert model.sops == pytest.approx(24) and model.macs == 576 and model.attention_macs == 50
+    assert model.energy_pj == pytest.approx(4.6 * (576 + 50) + 0.9 * 24)  # 2901.2
+    assert model.ann_frame_by_frame_energy_pj == pytest.approx(4.6 * (288 + 96) * 2)  # 3532.8
+    assert model.ann_single_frame_energy_pj == pytest.approx(4.6 * (288 + 96))
+    # vanilla: more spikes reach the FC layer (32 -> rate 0.25, 48 SOPs), no attention
+    base = account(_trace((16, 16), fc_attention_macs=0.0), "fp32-45nm")
+    assert base.energy_pj == pytest.approx(4.6 * 576 + 0.9 * 48)  # 2692.8
+    compared = account(_trace((6, 10), fc_attention_macs=50.0), "fp32-45nm", baseline=base)
+    assert compared.ree == pytest.approx(2692.8 / 2901.2)
+    # other presets
+    int8 = account(_trace((6, 10), fc_attention_macs=50.0), "int8-45nm")
+    assert int8.energy_pj == pytest.approx(0.23 * 626 + 0.03 * 24)
+    assert PRESETS["fp16-45nm"].e_mac_pj == 1.5 and PRESETS["fp16-45nm"].e_ac_pj == 0.4
+    with pytest.raises(ValueError, match="fp32-45nm"):
+        account(_trace((6, 10), 0.0), "fp64")
+    assert json.loads(json.dumps(compared.to_dict()))["layers"][1]["sops"] == pytest.approx(24)
+
+
+def test_attention_mac_counts_by_hand():
+    # TA on (T=4, F=2), hidden 2: pooling 2*4*2 + MLP 2 paths * (4*2 + 2*4) + rescale 4*2
+    assert TemporalAttention(4, 2).macs((4, 2)) == 16 + 32 + 8
+    assert TemporalAttention(4, 2).macs((4, 2), rescale=False) == 16 + 32
+    # CA per step on (1, C=2, 2, 2), hidden 1: pooling 2*8 + MLP 2 * (2 + 2) + rescale 8
+    assert ChannelAttention(2, 2).macs((1, 2, 2, 2)) == 16 + 8 + 8
+    # SA 7x7 per step on (1, 2, 2, 2): pooling 16 + conv 2*49*4 + rescale 8
+    assert SpatialAttention(7).macs((1, 2, 2, 2)) == 16 + 392 + 8
+    # reference CA over (T=3, C=4, 5, 5), hidden 2: pooling and rescale over the block, one MLP per sample
+    assert ChannelAttention(4, 2, per_step=False).macs((3, 4, 5, 5)) == 3 * 300 + 2 * 2 * 4 * 2
+    assert SpatialAttention(3, per_step=False).macs((3, 4, 5, 5)) == 3 * 300 + 2 * 9 * 25
+
+
+def _tiny_net(attention="", placement="paper"):
+    plan = plan_attention(attention, placement)
+    common = {"plan": plan, "steps": T, "lif": LIFParams(threshold=0.5), "r_t": 1, "r_c": 1}
+    conv = SpikingLayer("conv", (1, 4, 4), nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), **common)
+    fc = SpikingLayer("fc", (2, 4, 4), nn.Linear(32, 3), nn.BatchNorm1d(3), **{**common, "plan": plan.for_fc()})
+    return SpikingNet([conv, fc], T)
+
+
+def test_measure_on_real_layers_matches_the_formulas():
+    torch.manual_seed(0)
+    net = _tiny_net("TCS", "paper").eval()
+    x = torch.randint(0, 3, (T, B, 1, 4, 4)).float()
+    report = measure(net, x)
+    _, trace = net(x, record=True)
+    conv, fc = report.layers
+    assert (conv.flops, fc.flops, conv.neurons, fc.neurons) == (CONV_FLOPS, FC_FLOPS, 32, 3)
+    assert conv.macs == T * CONV_FLOPS and conv.sops == 0
+    fc_rate = trace.layers[0].spikes.sum().item() / (B * T * 32)
+    assert fc.input_rate == pytest.approx(fc_rate) and fc.sops == pytest.approx(fc_rate * T * FC_FLOPS)
+    # the conv layer's gates: TA at conv-post on (T, 2, 4, 4), CA and SA on U at every step
+    layer = net.layers[0]
+    expected = layer.post.ta.macs((T, 2, 4, 4)) + layer.neuron.ca.macs((T, 2, 4, 4)) + layer.neuron.sa.macs((T, 2, 4, 4))
+    assert conv.attention_macs == expected
+    assert fc.attention_macs == net.layers[1].post.ta.macs((T, 3))
+    e = PRESETS["fp32-45nm"]
+    assert report.energy_pj == pytest.approx(e.e_mac_pj * (report.macs + report.attention_macs) + e.e_ac_pj * report.sops)
+
+
+def test_3layer_report_and_rEE_against_vanilla():
+    torch.manual_seed(0)
+    x = (torch.rand(2, 1, 2, 32, 32) < 0.1).float() * 2
+    vanilla = create_model("ma-snn-3layer", attention="none", T=2).eval()
+    base = measure(vanilla, x)
+    assert [lr.flops for lr in base.layers] == [9 * 32 * 32 * 2 * 64, 9 * 32 * 32 * 64 * 128, 9 * 16 * 16 * 128 * 128,
+                                                 8192 * 256, 256 * 11]
+    assert base.neurons == 106_763 and base.steps == 2
+    assert base.ann_frame_by_frame_energy_pj == pytest.approx(4.6 * sum(lr.flops for lr in base.layers) * 2)
+    tcsa = measure(create_model("ma-snn-3layer", attention="TCS", T=2, r_t=1).eval(), x, baseline=base)
+    assert tcsa.ree == pytest.approx(base.energy_pj / tcsa.energy_pj)
+    assert tcsa.attention_macs > 0
+
+
+def test_pruned_frames_cost_nothing_in_the_report():
+    torch.manual_seed(0)
+    model = create_model("ma-snn-3layer", attention="none", T=6, r_t=2, input_size=16, input_attention=True,
+                         prune_threshold=0.5).eval()
+    x = torch.rand(6, 2, 2, 16, 16) * 2
+    model.prune_threshold = model.input_attention.scores(x).median().item()
+    report = measure(model, x)
+    kept = model.select_frames(x).sum(0).float().mean().item()
+    assert 0 < kept < 6 and report.frames_kept == pytest.approx(kept)
+    first = report.layers[0]
+    assert first.frames == pytest.approx(kept) and first.macs == pytest.approx(kept * first.flops)
+    # scoring the raw frames costs pooling and the MLP, no rescale (kept frames have weight 1)
+    assert report.attention_macs == model.input_attention.macs((6, 2, 16, 16), rescale=False)
