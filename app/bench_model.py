@@ -154,6 +154,43 @@ def lif_benchmark_rows(result: dict) -> list[dict[str, str]]:
     return rows
 
 
+TARGET_INFERENCE_MS = 45.0
+
+
+def run_inference_benchmark(name: str = "ma-snn-3layer", attention: str = "TCS", steps: int = 60, repeats: int = 5, seed: int = 0) -> dict:
+    """One 0.9 s window (T = 60, batch 1) through the network, dense fp32 and under CPU bf16 autocast.
+
+    The input is random event counts (5 % of pixels per frame); weights are random until trained models
+    ship, so the agreement column compares the two precisions' firing rates, not accuracy.
+    """
+    from masnn.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(name, attention=attention, placement="paper", num_classes=11).eval()
+    x = (torch.rand(steps, 1, 2, 32, 32) < 0.05).float() * torch.randint(1, 4, (steps, 1, 2, 32, 32)).float()
+
+    def timed(run) -> tuple[float, torch.Tensor]:
+        with torch.inference_mode():
+            out = run()
+            out = run()
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run()
+                best = min(best, time.perf_counter() - start)
+        return best, out
+
+    def bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(x)
+
+    dense_s, dense = timed(lambda: model(x))
+    bf16_s, low = timed(bf16)
+    return dict(model=name, attention=attention, steps=steps, threads=torch.get_num_threads(),
+                dense_fp32_ms=dense_s * 1e3, bf16_autocast_ms=bf16_s * 1e3,
+                max_rate_difference=float((dense - low.float()).abs().max()), target_ms=TARGET_INFERENCE_MS)
+
+
 def main() -> None:
     result = run_lif_benchmark()
     rows = lif_benchmark_rows(result)

@@ -113,13 +113,20 @@ def bench_model(
     surrogate: str = typer.Option("sigmoid", help="Surrogate gradient (sigmoid is the one SpikingJelly shares)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """LIF forward + backward on the CPU: reference loop vs fused path (vs SpikingJelly if installed)."""
-    from masnn.bench_model import lif_benchmark_rows, run_lif_benchmark
+    """LIF forward + backward on the CPU (reference loop vs fused path, vs SpikingJelly if installed), then
+    3-layer MA-SNN inference of one 0.9 s window."""
+    from masnn.bench_model import lif_benchmark_rows, run_inference_benchmark, run_lif_benchmark
 
     result = run_lif_benchmark(neurons, steps, surrogate=surrogate)
+    inference = run_inference_benchmark()
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(dict(lif=result, inference=inference), indent=2))
         return
+    console.print(
+        f"3-layer TCSA inference, T=60, batch 1, {inference['threads']} threads: dense fp32 {inference['dense_fp32_ms']:.0f} ms, "
+        f"bf16 autocast {inference['bf16_autocast_ms']:.0f} ms (target {inference['target_ms']:.0f} ms; "
+        f"max firing-rate difference {inference['max_rate_difference']:.3f})"
+    )
     rows = lif_benchmark_rows(result)
     table = Table(title=f"LIF forward+backward, T={steps}, {neurons:,} neurons")
     for column in rows[0]:
