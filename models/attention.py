@@ -133,8 +133,8 @@ class ChannelAttention(nn.Module):
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         if self.per_step:
-            avg, mx = x.mean((-2, -1)), x.amax((-2, -1))  # (..., C)
-            return torch.sigmoid(self.mlp(avg) + self.mlp(mx))[..., None, None]  # (..., C, 1, 1)
+            descriptors = torch.stack([x.mean((-2, -1)), x.amax((-2, -1))])  # (2, ..., C): one MLP call for both
+            return torch.sigmoid(self.mlp(descriptors).sum(0))[..., None, None]  # (..., C, 1, 1)
         avg, mx = x.mean((0, 3, 4)), x.amax((0, 3, 4))  # (B, C)
         return torch.sigmoid(self.mlp(avg) + self.mlp(mx))[None, :, :, None, None]  # (1, B, C, 1, 1)
 

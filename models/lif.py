@@ -78,6 +78,8 @@ class _Heaviside(torch.autograd.Function):
 
 def fire(v: torch.Tensor, p: LIFParams) -> torch.Tensor:
     """Heaviside(v) forward, the surrogate's derivative backward."""
+    if not (torch.is_grad_enabled() and v.requires_grad):
+        return (v >= 0).to(v.dtype)  # inference: the same spikes without an autograd node per step
     return _Heaviside.apply(v, p)
 
 
