@@ -106,6 +106,51 @@ def bench_ingest(
         print(json.dumps(results, indent=2))
 
 
+@app.command()
+def models(
+    name: str = typer.Option("ma-snn-3layer", help="A registered model (see the list this prints)."),
+    attention: str = typer.Option("TCS", help="none, T, C, S, TC, TS, CS or TCS."),
+    placement: str = typer.Option("paper", help="paper, conv-pre, conv-post, activate-pre or reference-code."),
+    classes: int = typer.Option(11),
+    preset: str = typer.Option("fp32-45nm", help="Energy preset: fp32-45nm, fp16-45nm or int8-45nm."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """The registered networks; parameters, neurons and the spike/energy report of one random input window."""
+    import torch
+
+    from masnn.models import create_model, list_models
+    from masnn.models.accounting import measure
+
+    model = create_model(name, attention=attention, placement=placement, num_classes=classes).eval()
+    size = 32 if "3layer" in name else 128
+    torch.manual_seed(0)
+    shape = (model.steps, 1, 2, size, size)
+    x = (torch.rand(shape) < 0.05).float() * torch.randint(1, 4, shape).float()  # event counts, like real frames
+    with torch.inference_mode():
+        report = measure(model, x, preset)
+    summary = {
+        "models": list_models(), "model": name, "attention": attention, "placement": placement,
+        "parameters": sum(p.numel() for p in model.parameters()), "neurons": report.neurons,
+        "report (random input, untrained)": report.to_dict(),
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    console.print(f"registered: {', '.join(summary['models'])}")
+    console.print(f"{name} attention={attention} placement={placement}: {summary['parameters']:,} parameters, {report.neurons:,} neurons")
+    table = Table(title=f"one random window, T={report.steps}, {preset} (untrained weights)")
+    for column in ("layer", "neurons", "spikes", "firing rate", "SOPs", "MACs", "attention MACs", "energy uJ"):
+        table.add_column(column, justify="right")
+    for layer in report.layers:
+        table.add_row(layer.name, f"{layer.neurons:,}", f"{layer.spikes:,.0f}", f"{layer.firing_rate:.3f}", f"{layer.sops:,.0f}",
+                      f"{layer.macs:,.0f}", f"{layer.attention_macs:,.0f}", f"{layer.energy_pj / 1e6:.2f}")
+    table.add_row("total", f"{report.neurons:,}", f"{report.spikes:,.0f}", f"NASAR {report.nasar:.3f}", f"{report.sops:,.0f}",
+                  f"{report.macs:,.0f}", f"{report.attention_macs:,.0f}", f"{report.energy_pj / 1e6:.2f}")
+    console.print(table)
+    console.print(f"ANN of the same shape: {report.ann_frame_by_frame_energy_pj / 1e6:.1f} uJ frame by frame, "
+                  f"{report.ann_single_frame_energy_pj / 1e6:.2f} uJ single frame")
+
+
 @bench_app.command("model")
 def bench_model(
     neurons: int = typer.Option(1_000_000, help="LIF neurons in the layer."),
@@ -122,11 +167,9 @@ def bench_model(
     if as_json:
         print(json.dumps(dict(lif=result, inference=inference), indent=2))
         return
-    console.print(
-        f"3-layer TCSA inference, T=60, batch 1, {inference['threads']} threads: dense fp32 {inference['dense_fp32_ms']:.0f} ms, "
-        f"bf16 autocast {inference['bf16_autocast_ms']:.0f} ms (target {inference['target_ms']:.0f} ms; "
-        f"max firing-rate difference {inference['max_rate_difference']:.3f})"
-    )
+    for label, row in inference["variants"].items():
+        agreed = f", same prediction {100 * row['same_prediction']:.0f}% of {row['samples']}" if "samples" in row else ""
+        console.print(f"3-layer TCSA inference, T=60, batch 1, {label}: {row['ms']:.0f} ms (target {inference['target_ms']:.0f}){agreed}")
     rows = lif_benchmark_rows(result)
     table = Table(title=f"LIF forward+backward, T={steps}, {neurons:,} neurons")
     for column in rows[0]:

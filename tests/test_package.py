@@ -61,3 +61,13 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("info", "inspect", "frames", "bench"):
         assert command in result.stdout
+
+
+def test_models_command_reports_the_published_neuron_count():
+    result = run_masnn("models", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert "ma-snn-3layer" in report["models"] and "ma-snn-5layer" in report["models"]
+    assert report["neurons"] == 106_763
+    layers = report["report (random input, untrained)"]["layers"]
+    assert [layer["name"] for layer in layers] == ["conv1", "conv2", "conv3", "fc1", "fc2"]
