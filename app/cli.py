@@ -151,6 +151,56 @@ def models(
                   f"{report.ann_single_frame_energy_pj / 1e6:.2f} uJ single frame")
 
 
+@app.command("train")
+def train_command(
+    data: Path = typer.Option(..., help="Dataset folder (DVS128 Gesture original or tonic layout, or DVS128 Gait)."),
+    dataset: str = typer.Option("gesture", help="gesture, tonic-gesture or gait."),
+    config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it."),
+    preset: Optional[str] = typer.Option(None, help="gesture-paper, gait-paper or gesture-cpu-small."),
+    out: Optional[str] = typer.Option(None, help="Run folder (checkpoints, metrics)."),
+    epochs: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None),
+    attention: Optional[str] = typer.Option(None, help="none, T, C, S, TC, TS, CS, TCS."),
+    seed: Optional[int] = typer.Option(None),
+    cache: Optional[Path] = typer.Option(None, help="Frame cache folder (default: DATA/.masnn-cache)."),
+    resume: bool = typer.Option(False, help="Continue from OUT/last.pt."),
+):
+    """Train an MA-SNN. The honest protocol: validation comes from the training users (gesture) or training
+    walks (gait) and selects the best epoch; the test split is not touched here (see masnn evaluate)."""
+    from masnn.datasets.cache import FrameCache, FrameDataset
+    from masnn.datasets.ingest import FramingConfig
+    from masnn.train import load_config, train
+
+    overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, seed=seed)
+    cfg = load_config(config, overrides, preset)
+    framing = FramingConfig(dt_us=int(round(cfg.framing.get("dt_ms", 15.0) * 1000)), n_frames=cfg.T, size=cfg.framing.get("size", 32))
+    train_samples, val_samples = _training_split(dataset, data)
+    frame_cache = FrameCache(cache or data / ".masnn-cache")
+    train_set = FrameDataset(train_samples, framing, "random-crop", seed=cfg.seed, cache=frame_cache)
+    val_set = FrameDataset(val_samples, framing, "random-crop", seed=cfg.seed + 1, cache=frame_cache) if val_samples else None
+    console.print(f"{len(train_samples)} training and {len(val_samples)} validation samples; {framing}")
+    result = train(cfg, train_set, val_set, progress=True, resume=resume)
+    console.print(f"best: {result['best']}; checkpoints and metrics in {cfg.out_dir}")
+
+
+def _training_split(dataset: str, root: Path):
+    """(train, validation) samples from the training split only: the last ~15% of training users
+    (gesture), or every fifth walk of each subject (gait, whose classes are the subjects)."""
+    from masnn.datasets.gait import gait_samples
+    from masnn.datasets.gesture import gesture_samples, tonic_gesture_samples
+
+    loaders = {"gesture": gesture_samples, "tonic-gesture": tonic_gesture_samples, "gait": gait_samples}
+    if dataset not in loaders:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(loaders)}")
+    samples = loaders[dataset](root, "train")
+    if dataset == "gait":
+        return [s for i, s in enumerate(samples) if i % 5], [s for i, s in enumerate(samples) if i % 5 == 0]
+    users = sorted({s.subject for s in samples})
+    held = set(users[len(users) - max(1, round(0.15 * len(users))):]) if len(users) > 1 else set()
+    return [s for s in samples if s.subject not in held], [s for s in samples if s.subject in held]
+
+
 @bench_app.command("model")
 def bench_model(
     neurons: int = typer.Option(1_000_000, help="LIF neurons in the layer."),
