@@ -184,16 +184,52 @@ def train_command(
     console.print(f"best: {result['best']}; checkpoints and metrics in {cfg.out_dir}")
 
 
-def _training_split(dataset: str, root: Path):
-    """(train, validation) samples from the training split only: the last ~15% of training users
-    (gesture), or every fifth walk of each subject (gait, whose classes are the subjects)."""
+@app.command("evaluate")
+def evaluate_command(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by masnn train (best.pt)."),
+    data: Path = typer.Option(..., help="Dataset folder."),
+    dataset: str = typer.Option("gesture", help="gesture, tonic-gesture or gait."),
+    split: str = typer.Option("test"),
+    crops: int = typer.Option(10, help="Crops per sample for the paper's vote."),
+    vanilla: Optional[Path] = typer.Option(None, help="A vanilla checkpoint: adds rEE."),
+    report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
+    confusion: Optional[Path] = typer.Option(None, help="Write the confusion matrix as a PNG here."),
+    cache: Optional[Path] = typer.Option(None, help="Frame cache folder (default: DATA/.masnn-cache)."),
+):
+    """Accuracy (10-crop vote and single crop), per-class accuracy, confusion matrix, spikes, energy."""
+    from masnn.datasets.cache import FrameCache
+    from masnn.evaluate import evaluate, write_confusion_png, write_report
+
+    samples = _samples(dataset, data, split)
+    result = evaluate(checkpoint, samples, crops, FrameCache(cache or data / ".masnn-cache"), vanilla_path=vanilla)
+    if report:
+        write_report(result, report)
+    if confusion:
+        write_confusion_png(result["confusion (rows: true, columns: voted)"], confusion)
+    table = Table(title=f"{checkpoint} on {dataset} {split}: {result['samples']} samples", show_header=False)
+    for protocol, value in result["accuracy"].items():
+        table.add_row(f"accuracy, {protocol}", f"{100 * value:.2f} %")
+    for key, value in result["per crop, mean"].items():
+        if value is not None:
+            table.add_row(key.replace("_", " "), f"{value:,.4g}" if isinstance(value, float) else str(value))
+    table.add_row("latency per window", f"{result['latency_ms_per_window']:.1f} ms")
+    console.print(table)
+
+
+def _samples(dataset: str, root: Path, split: str):
     from masnn.datasets.gait import gait_samples
     from masnn.datasets.gesture import gesture_samples, tonic_gesture_samples
 
     loaders = {"gesture": gesture_samples, "tonic-gesture": tonic_gesture_samples, "gait": gait_samples}
     if dataset not in loaders:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(loaders)}")
-    samples = loaders[dataset](root, "train")
+    return loaders[dataset](root, split)
+
+
+def _training_split(dataset: str, root: Path):
+    """(train, validation) samples from the training split only: the last ~15% of training users
+    (gesture), or every fifth walk of each subject (gait, whose classes are the subjects)."""
+    samples = _samples(dataset, root, "train")
     if dataset == "gait":
         return [s for i, s in enumerate(samples) if i % 5], [s for i, s in enumerate(samples) if i % 5 == 0]
     users = sorted({s.subject for s in samples})

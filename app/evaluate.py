@@ -1,0 +1,125 @@
+"""`masnn evaluate`: a checkpoint on a dataset split, under both protocols, with spikes and energy.
+
+Protocols (named in every report):
+- "10-crop vote (paper)": each sample gives ``n_crops`` windows of T x dt spread evenly over it; a sample
+  counts as right when more than half of its crops are right (the authors' protocol);
+- "single crop": the centre crop alone.
+The voted class of a sample (the most frequent crop prediction) feeds per-class accuracy and the confusion
+matrix. Spikes, NASAR, SOPs and energy come from ``models.accounting`` per crop, averaged over crops and
+samples; rEE needs a vanilla checkpoint run on the same windows. The NeuroBench-named figures are given
+under their names so that numbers compare across papers.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from masnn.datasets.cache import FrameCache, FrameDataset
+from masnn.datasets.ingest import FramingConfig
+from masnn.datasets.writers import atomic_path
+from masnn.models.accounting import account
+from masnn.train import build_model, load_checkpoint
+
+
+def framing_of(checkpoint: dict) -> FramingConfig:
+    framing = checkpoint["config"].get("framing", {})
+    return FramingConfig(dt_us=int(round(framing.get("dt_ms", 15.0) * 1000)), n_frames=checkpoint["model_args"]["T"],
+                         size=framing.get("size", 32))
+
+
+def footprint_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+@torch.inference_mode()
+def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | None = None, preset: str = "fp32-45nm",
+             vanilla_path=None) -> dict:
+    """The report (a plain dict) of one checkpoint on ``samples``."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = build_model(checkpoint).eval()
+    vanilla = build_model(load_checkpoint(vanilla_path, expect={"num_classes": checkpoint["model_args"]["num_classes"]})).eval() if vanilla_path else None
+    framing = framing_of(checkpoint)
+    dataset = FrameDataset(samples, framing, "crops", n_crops=n_crops, cache=cache)
+    classes = checkpoint["model_args"]["num_classes"]
+    centre = (n_crops - 1) // 2
+    per_sample, totals, seconds = [], Counter(), 0.0
+    for i in range(len(dataset)):
+        crops, label = dataset[i]
+        x = crops.transpose(0, 1).contiguous()  # (T, crops, 2, H, W): the crops as a batch
+        started = time.perf_counter()
+        rates, trace = model(x, record=True)
+        seconds += time.perf_counter() - started
+        baseline = account(vanilla(x, record=True)[1], preset) if vanilla is not None else None
+        report = account(trace, preset, baseline)
+        predictions = rates.argmax(-1).tolist()
+        per_sample.append({"label": int(label), "crop_predictions": predictions,
+                           "vote": Counter(predictions).most_common(1)[0][0], "single": predictions[centre]})
+        for key in ("spikes", "nasar", "sops", "macs", "attention_macs", "energy_pj", "ann_frame_by_frame_energy_pj"):
+            totals[key] += getattr(report, key)
+        totals["ree"] += report.ree or 0.0
+        totals["neurons"] = report.neurons
+    n = len(per_sample)
+    vote_right = [sum(p == s["label"] for p in s["crop_predictions"]) > n_crops / 2 for s in per_sample]
+    confusion = np.zeros((classes, classes), dtype=int)
+    for s in per_sample:
+        confusion[s["label"], s["vote"]] += 1
+    mean = {key: totals[key] / n for key in totals if key != "neurons"}
+    parameters = sum(p.numel() for p in model.parameters())
+    return {
+        "checkpoint": str(checkpoint_path), "model": checkpoint["model_args"], "framing": framing.to_dict(),
+        "samples": n, "crops": n_crops,
+        "accuracy": {"10-crop vote (paper)": float(np.mean(vote_right)),
+                     "single crop (centre)": float(np.mean([s["single"] == s["label"] for s in per_sample]))},
+        "per_class_accuracy (voted class)": [float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None for c in range(classes)],
+        "confusion (rows: true, columns: voted)": confusion.tolist(),
+        "per crop, mean": {"spikes": mean["spikes"], "nasar": mean["nasar"], "sops": mean["sops"], "macs": mean["macs"],
+                           "attention_macs": mean["attention_macs"], "energy_uj": mean["energy_pj"] / 1e6,
+                           "ann_frame_by_frame_energy_uj": mean["ann_frame_by_frame_energy_pj"] / 1e6,
+                           "ree_vs_vanilla": mean["ree"] if vanilla is not None else None, "energy_preset": preset},
+        "latency_ms_per_window": 1e3 * seconds / (n * n_crops),
+        "neurobench": {"activation_sparsity": 1 - mean["nasar"], "synaptic_operations": {"effective_macs": mean["macs"] + mean["attention_macs"], "effective_acs": mean["sops"]},
+                       "parameter_count": parameters, "footprint_bytes": footprint_bytes(model), "neurons": totals["neurons"]},
+        "per_sample": per_sample,
+    }
+
+
+def write_report(report: dict, path) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(report, indent=2))
+
+
+def confusion_image(confusion, names=None, cell: int = 40):
+    """A BGR picture of the confusion matrix: rows true classes, columns predictions, shade by row share."""
+    import cv2
+
+    matrix = np.asarray(confusion, dtype=float)
+    k = len(matrix)
+    margin = cell
+    image = np.full((margin + k * cell + 1, margin + k * cell + 1, 3), 255, np.uint8)
+    shares = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    for r in range(k):
+        for c in range(k):
+            y, x = margin + r * cell, margin + c * cell
+            shade = int(255 * (1 - shares[r, c]))
+            cv2.rectangle(image, (x, y), (x + cell, y + cell), (255, shade, shade), -1)
+            cv2.rectangle(image, (x, y), (x + cell, y + cell), (180, 180, 180), 1)
+            if matrix[r, c]:
+                cv2.putText(image, str(int(matrix[r, c])), (x + 4, y + cell // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                            (0, 0, 0) if shares[r, c] < 0.6 else (255, 255, 255), 1, cv2.LINE_AA)
+        label = (names[r] if names else str(r + 1))[:4]
+        cv2.putText(image, label, (2, margin + r * cell + cell // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(image, label, (margin + r * cell + 2, margin - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    return image
+
+
+def write_confusion_png(confusion, path, names=None) -> None:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", confusion_image(confusion, names))
+    with atomic_path(Path(path)) as temporary:
+        temporary.write_bytes(encoded.tobytes())
