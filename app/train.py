@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import random
 import time
 import tomllib
@@ -154,12 +155,16 @@ def save_checkpoint(obj: dict, path: Path) -> None:
 
 
 def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="cpu") -> dict:
-    """Load with weights_only=True; ``expect`` (e.g. {"name": "ma-snn-3layer", "num_classes": 11}) must match the
-    stored model arguments, else ValueError listing the differences."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    """Load with weights_only=True; ``expect`` (e.g. {"name": "ma-snn-3layer", "num_classes": 11, "framing":
+    {"dt_ms": 15.0, "size": 32}}) must match the stored model arguments and framing, else ValueError listing
+    the differences."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:  # weights_only: plain data only
+        raise ValueError(f"{path}: not a readable masnn checkpoint ({str(e).strip().splitlines()[0][:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path} is not a masnn training checkpoint (version {CHECKPOINT_VERSION})")
-    stored = ckpt["model_args"]
+    stored = {**ckpt["model_args"], "framing": ckpt.get("config", {}).get("framing", {})}
     diffs = [f"{k}: checkpoint has {stored.get(k)!r}, expected {v!r}" for k, v in (expect or {}).items()
              if stored.get(k) != v]
     if diffs:

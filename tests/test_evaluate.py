@@ -54,3 +54,16 @@ def test_cli_evaluate_writes_report_and_picture(trained, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "r.json").stat().st_size > 100 and cv2.imread(str(tmp_path / "cm.png")) is not None
+
+
+def test_checkpoints_with_other_framing_or_garbage_are_refused(trained, tmp_path):
+    from masnn.train import load_checkpoint
+
+    path = trained / "run" / "last.pt"
+    assert load_checkpoint(path, expect={"framing": {"dt_ms": 60.0, "size": 32}, "num_classes": 11})
+    with pytest.raises(ValueError, match="framing"):
+        load_checkpoint(path, expect={"framing": {"dt_ms": 15.0, "size": 32}})
+    garbage = tmp_path / "bad.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_checkpoint(garbage)
