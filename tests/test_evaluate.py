@@ -67,3 +67,16 @@ def test_checkpoints_with_other_framing_or_garbage_are_refused(trained, tmp_path
     garbage.write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="bad.pt"):
         load_checkpoint(garbage)
+
+
+def test_ablation_table_has_every_variant_and_vanilla_as_the_energy_baseline(trained, tmp_path):
+    from masnn.ablate import run_ablation
+
+    samples = gesture_samples(trained / "data", "train")
+    config = TrainConfig(T=8, num_classes=11, epochs=1, batch_size=8, lr=1e-3, out_dir=str(tmp_path),
+                         framing={"dt_ms": 60.0, "size": 32})
+    rows = run_ablation(config, samples[:11], samples[11:], gesture_samples(trained / "data", "test"),
+                        attentions=("TCS",), seeds=(0,), n_crops=2)
+    assert [r["attention"] for r in rows] == ["none", "TCS"]  # vanilla added: rEE needs it
+    assert rows[0]["ree"] == pytest.approx(1.0)
+    assert all(0 <= r["vote"] <= 1 and r["nasar"] >= 0 for r in rows)
