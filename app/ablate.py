@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from masnn.datasets.cache import FrameCache, FrameDataset
-from masnn.evaluate import evaluate, framing_of
-from masnn.train import TrainConfig, load_checkpoint, train
+from masnn.evaluate import evaluate
+from masnn.train import TrainConfig, framing_config, load_checkpoint, train
 
 COMBINATIONS = ("none", "T", "C", "S", "TC", "TS", "CS", "TCS")
 
@@ -29,7 +29,7 @@ def run_ablation(config: TrainConfig, train_samples, val_samples, test_samples, 
         for name in attentions:
             out = Path(config.out_dir) / f"{name}-seed{seed}"
             variant = dataclasses.replace(config, attention=name, seed=seed, out_dir=str(out))
-            framing = framing_of({"config": {"framing": variant.framing}, "model_args": {"T": variant.T}})
+            framing = framing_config(variant.framing, variant.T)
             train_set = FrameDataset(train_samples, framing, "random-crop", seed=seed, cache=cache)
             val_set = FrameDataset(val_samples, framing, "random-crop", seed=seed + 1, cache=cache) if val_samples else None
             train(variant, train_set, val_set, progress=progress)

@@ -169,12 +169,11 @@ def train_command(
     """Train an MA-SNN. The honest protocol: validation comes from the training users (gesture) or training
     walks (gait) and selects the best epoch; the test split is not touched here (see masnn evaluate)."""
     from masnn.datasets.cache import FrameCache, FrameDataset
-    from masnn.datasets.ingest import FramingConfig
-    from masnn.train import load_config, train
+    from masnn.train import framing_config, load_config, train
 
     overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, seed=seed)
     cfg = load_config(config, overrides, preset)
-    framing = FramingConfig(dt_us=int(round(cfg.framing.get("dt_ms", 15.0) * 1000)), n_frames=cfg.T, size=cfg.framing.get("size", 32))
+    framing = framing_config(cfg.framing, cfg.T)
     train_samples, val_samples = _training_split(dataset, data)
     frame_cache = FrameCache(cache or data / ".masnn-cache")
     train_set = FrameDataset(train_samples, framing, "random-crop", seed=cfg.seed, cache=frame_cache)

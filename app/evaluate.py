@@ -23,13 +23,11 @@ from masnn.datasets.cache import FrameCache, FrameDataset
 from masnn.datasets.ingest import FramingConfig
 from masnn.datasets.writers import atomic_path
 from masnn.models.accounting import account
-from masnn.train import build_model, load_checkpoint
+from masnn.train import build_model, framing_config, load_checkpoint
 
 
 def framing_of(checkpoint: dict) -> FramingConfig:
-    framing = checkpoint["config"].get("framing", {})
-    return FramingConfig(dt_us=int(round(framing.get("dt_ms", 15.0) * 1000)), n_frames=checkpoint["model_args"]["T"],
-                         size=framing.get("size", 32))
+    return framing_config(checkpoint["config"].get("framing", {}), checkpoint["model_args"]["T"])
 
 
 def footprint_bytes(model: torch.nn.Module) -> int:

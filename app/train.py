@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from masnn.datasets.ingest import FramingConfig
 from masnn.models import create_model
 
 CHECKPOINT_VERSION = 1
@@ -123,6 +124,13 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None,
     values = _apply(values, file_values, str(path))
     values = _apply(values, {k: v for k, v in (overrides or {}).items() if v is not None}, "overrides")
     return TrainConfig(**values)
+
+
+def framing_config(framing: dict, steps: int) -> FramingConfig:
+    """The frames a model is fed, from a config's ``framing`` table (dt_ms, size, mode, denoise_ms) and T."""
+    denoise_ms = framing.get("denoise_ms")
+    return FramingConfig(dt_us=int(round(framing.get("dt_ms", 15.0) * 1000)), n_frames=steps, size=framing.get("size", 32),
+                         mode=framing.get("mode", "crop"), denoise_us=int(round(denoise_ms * 1000)) if denoise_ms else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
