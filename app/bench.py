@@ -37,6 +37,13 @@ def moving_blob_events(n: int, duration_us: int, sensor=DVS128, seed: int = 0, t
     return make_events(x, y, t, rng.random(n) < 0.5)
 
 
+def peak_resident_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a
+    child process would report its parent's size."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
 def best_time(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -119,14 +126,13 @@ _MEMORY_PROBE = """
 import sys, json
 from masnn.datasets.ingest import FramingConfig, iter_recording_frames
 from masnn.datasets.readers import open_recording
+from masnn.bench import peak_resident_mb
 config = FramingConfig(n_frames=None)
 frames = events = 0
 with open_recording(sys.argv[1]) as recording:
     for block in iter_recording_frames(recording, config):
         frames += len(block); events += int(block.sum())
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's size
-peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps(dict(frames=frames, events=events, peak_rss_mb=peak_kb / 1024)))
+print(json.dumps(dict(frames=frames, events=events, peak_rss_mb=peak_resident_mb())))
 """
 
 

@@ -83,17 +83,15 @@ def forward_backward(fn, x: torch.Tensor) -> tuple[float, float, torch.Tensor]:
 _MEMORY_PROBE = """
 import json, sys
 import torch
+from masnn.bench import peak_resident_mb
 from masnn.bench_model import benchmark_params, forward_backward, make_backend, make_input
-
-def vm_hwm_mb():
-    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
 
 name, n, steps, surrogate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 fn = make_backend(name, benchmark_params(surrogate))
 x = make_input(n, steps)
-baseline = vm_hwm_mb()
+baseline = peak_resident_mb()
 forward_backward(fn, x)
-print(json.dumps(dict(baseline_mb=baseline, peak_mb=vm_hwm_mb())))
+print(json.dumps(dict(baseline_mb=baseline, peak_mb=peak_resident_mb())))
 """
 
 

@@ -168,14 +168,14 @@ def train_command(
 ):
     """Train an MA-SNN. The honest protocol: validation comes from the training users (gesture) or training
     walks (gait) and selects the best epoch; the test split is not touched here (see masnn evaluate)."""
-    from masnn.datasets.cache import FrameCache, FrameDataset
+    from masnn.datasets.cache import FrameDataset
     from masnn.train import framing_config, load_config, train
 
     overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, seed=seed)
     cfg = load_config(config, overrides, preset)
     framing = framing_config(cfg.framing, cfg.T)
     train_samples, val_samples = _training_split(dataset, data)
-    frame_cache = FrameCache(cache or data / ".masnn-cache")
+    frame_cache = _frame_cache(cache, data)
     train_set = FrameDataset(train_samples, framing, "random-crop", seed=cfg.seed, cache=frame_cache)
     val_set = FrameDataset(val_samples, framing, "random-crop", seed=cfg.seed + 1, cache=frame_cache) if val_samples else None
     console.print(f"{len(train_samples)} training and {len(val_samples)} validation samples; {framing}")
@@ -196,11 +196,10 @@ def evaluate_command(
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder (default: DATA/.masnn-cache)."),
 ):
     """Accuracy (10-crop vote and single crop), per-class accuracy, confusion matrix, spikes, energy."""
-    from masnn.datasets.cache import FrameCache
     from masnn.evaluate import evaluate, write_confusion_png, write_report
 
     samples = _samples(dataset, data, split)
-    result = evaluate(checkpoint, samples, crops, FrameCache(cache or data / ".masnn-cache"), vanilla_path=vanilla)
+    result = evaluate(checkpoint, samples, crops, _frame_cache(cache, data), vanilla_path=vanilla)
     if report:
         write_report(result, report)
     if confusion:
@@ -231,13 +230,12 @@ def ablate_command(
 ):
     """Train and evaluate vanilla and each attention combination; a table shaped like the paper's Table 6."""
     from masnn.ablate import run_ablation
-    from masnn.datasets.cache import FrameCache
     from masnn.train import load_config
 
     cfg = load_config(config, dict(out_dir=out, epochs=epochs), preset)
     train_samples, val_samples = _training_split(dataset, data)
     test_samples = _samples(dataset, data, "test")
-    rows = run_ablation(cfg, train_samples, val_samples, test_samples, FrameCache(cache or data / ".masnn-cache"),
+    rows = run_ablation(cfg, train_samples, val_samples, test_samples, _frame_cache(cache, data),
                         tuple(a.strip() for a in attentions.split(",")), tuple(int(s) for s in seeds.split(",")), crops, progress=True)
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -249,6 +247,12 @@ def ablate_command(
         table.add_row(r["attention"], f"{100 * r['vote']:.2f} ± {100 * r['vote_std']:.2f}", f"{100 * r['single']:.2f} ± {100 * r['single_std']:.2f}",
                       f"{r['nasar']:.3f} ± {r['nasar_std']:.3f}", f"{r['spikes']:,.0f}", f"{r['ree']:.2f}x")
     console.print(table)
+
+
+def _frame_cache(cache: Optional[Path], data: Path):
+    from masnn.datasets.cache import FrameCache
+
+    return FrameCache(cache or data / ".masnn-cache")
 
 
 def _samples(dataset: str, root: Path, split: str):

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from masnn.datasets.ingest import FramingConfig
+from masnn.datasets.writers import atomic_path
 from masnn.models import create_model
 
 CHECKPOINT_VERSION = 1
@@ -157,9 +158,8 @@ def _set_rng_state(state: dict) -> None:
 
 def save_checkpoint(obj: dict, path: Path) -> None:
     """Atomic: write a temp file in the same folder, then os.replace (a crash never leaves a torn checkpoint)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="cpu") -> dict:

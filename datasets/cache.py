@@ -41,7 +41,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +50,7 @@ import torch
 from .events import EventFileError
 from .ingest import FramingConfig, iter_recording_frames
 from .readers import open_recording
+from .writers import atomic_path
 
 MODES = ("random-crop", "crops", "whole")
 CACHE_VERSION = 1  # bump when the framing code changes what it produces
@@ -164,14 +164,8 @@ class FrameCache:
         except FileNotFoundError:
             pass
         frames = frame_window(sample.path, config, sample.start_us, sample.end_us, whole_frame_count(sample, config))
-        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, frames)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        with atomic_path(path) as temporary, open(temporary, "wb") as f:
+            np.save(f, frames)
         self.misses += 1
         return frames
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ AEDAT31_PACKET_EVENTS = 4096
 def atomic_path(path: str | Path):
     """Yields a temporary path beside ``path``; renames it to ``path`` if the block succeeds."""
     path = Path(path)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # keeps the suffix readers check
+    # unique per process and thread, so concurrent writers of one path never share a temporary;
+    # the suffix stays last because some readers and writers check it
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
     try:
         yield temporary
         os.replace(temporary, path)

@@ -23,7 +23,7 @@ from math import prod
 import torch
 from torch import nn
 
-from .lif import LIFParams, charge, fire_and_reset
+from .lif import LIFParams, NeuronParameters, charge, fire_and_reset
 
 ATTENTIONS = ("", "T", "C", "S", "TC", "TS", "CS", "TCS")
 PLACEMENTS = ("paper", "conv-pre", "conv-post", "activate-pre", "reference-code")
@@ -215,7 +215,7 @@ def build_stack(letters: str, shape: tuple[int, ...], steps: int, r_t: int = 5, 
     )
 
 
-class ActivatePreLIF(nn.Module):
+class ActivatePreLIF(NeuronParameters):
     """LIF whose membrane potential is gated inside the recurrence (Eq. 14, "activate-pre"):
 
         U_c[t] = CA(H[t-1] + X[t]) * (H[t-1] + X[t]);  U[t] = SA(U_c[t]) * U_c[t];  then fire and reset on U[t].
@@ -225,16 +225,13 @@ class ActivatePreLIF(nn.Module):
 
     def __init__(self, params: LIFParams = _DEFAULT_LIF, ca: ChannelAttention | None = None,
                  sa: SpatialAttention | None = None):
-        super().__init__()
         if (ca is not None and not ca.per_step) or (sa is not None and not sa.per_step):
             raise ValueError("activate-pre gates act on U[t] one step at a time: build CA/SA with per_step=True")
-        self.params = params
+        super().__init__(params)  # the same buffers as lif.LIF, so checkpoints of either neuron look alike
         self.ca, self.sa = ca, sa
-        # the same buffers as lif.LIF, so checkpoints of either neuron look alike
-        self.register_buffer("decay", torch.tensor(params.decay), persistent=True)
-        self.register_buffer("threshold", torch.tensor(params.threshold), persistent=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = self.current_params
         h, spikes = None, []
         for x_t in x:
             u = charge(x_t, h)  # (B, C, H, W)
@@ -242,7 +239,7 @@ class ActivatePreLIF(nn.Module):
                 u = self.ca(u)
             if self.sa is not None:
                 u = self.sa(u)
-            s, h = fire_and_reset(u, self.params)
+            s, h = fire_and_reset(u, params)
             spikes.append(s)
         return torch.stack(spikes)
 

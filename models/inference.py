@@ -170,7 +170,7 @@ class CompiledActivatePreLIF(nn.Module):
 
     def __init__(self, neuron: ActivatePreLIF):
         super().__init__()
-        p = neuron.params
+        p = neuron.current_params
         self.params = p
         ca, sa = neuron.ca, neuron.sa
         self.has_ca, self.has_sa = ca is not None, sa is not None

@@ -136,21 +136,30 @@ def select_backend(x: torch.Tensor, requested: str) -> str:
     return "fused" if "fused" in BACKENDS else "reference"
 
 
-class LIF(nn.Module):
-    """Multi-step LIF layer: input currents [T, ...] -> spikes [T, ...]. No state survives a call."""
+class NeuronParameters(nn.Module):
+    """Keeps decay and threshold as buffers (moved by .to(), saved in state_dict); ``current_params`` is
+    LIFParams with the buffers' values, since a loaded state_dict may have changed them."""
 
-    def __init__(self, params: LIFParams = LIFParams(), backend: str = "auto"):
+    def __init__(self, params: LIFParams):
         super().__init__()
         self.params = params
-        self.backend = backend
-        # buffers, so .to() moves them and state_dict() records them
         self.register_buffer("decay", torch.tensor(params.decay), persistent=True)
         self.register_buffer("threshold", torch.tensor(params.threshold), persistent=True)
 
+    @property
+    def current_params(self) -> LIFParams:
+        return replace(self.params, decay=float(self.decay), threshold=float(self.threshold))
+
+
+class LIF(NeuronParameters):
+    """Multi-step LIF layer: input currents [T, ...] -> spikes [T, ...]. No state survives a call."""
+
+    def __init__(self, params: LIFParams = LIFParams(), backend: str = "auto"):
+        super().__init__(params)
+        self.backend = backend
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the buffers are the truth (a loaded state_dict may change them); params carries the rest
-        params = replace(self.params, decay=float(self.decay), threshold=float(self.threshold))
-        return BACKENDS[select_backend(x, self.backend)](x, params)
+        return BACKENDS[select_backend(x, self.backend)](x, self.current_params)
 
     def extra_repr(self) -> str:
         p = self.params
