@@ -175,6 +175,8 @@ def train_command(
     cfg = load_config(config, overrides, preset)
     framing = framing_config(cfg.framing, cfg.T)
     train_samples, val_samples = _training_split(dataset, data)
+    if not cfg.class_names:
+        cfg.class_names = _class_names(dataset, data)
     frame_cache = _frame_cache(cache, data)
     train_set = FrameDataset(train_samples, framing, "random-crop", seed=cfg.seed, cache=frame_cache)
     val_set = FrameDataset(val_samples, framing, "random-crop", seed=cfg.seed + 1, cache=frame_cache) if val_samples else None
@@ -263,6 +265,13 @@ def _samples(dataset: str, root: Path, split: str):
     if dataset not in loaders:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(loaders)}")
     return loaders[dataset](root, split)
+
+
+def _class_names(dataset: str, root: Path) -> list[str]:
+    from masnn.datasets.gait import gait_subjects
+    from masnn.datasets.motions import GESTURE_CLASSES
+
+    return [f"subject {s}" for s in gait_subjects(root)] if dataset == "gait" else list(GESTURE_CLASSES)
 
 
 def _training_split(dataset: str, root: Path):

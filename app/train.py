@@ -46,6 +46,7 @@ class TrainConfig:
     num_classes: int = 11
     model_kwargs: dict = field(default_factory=dict)  # e.g. input_size, r_t, lif
     framing: dict = field(default_factory=dict)  # read by the dataset side (dt_ms, size, crops); stored in checkpoints
+    class_names: list = field(default_factory=list)  # label i's name, for reports (set from the dataset by the CLI)
     # optimisation
     epochs: int = 300
     batch_size: int = 128  # global: split over ranks when distributed

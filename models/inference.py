@@ -178,6 +178,7 @@ class CompiledActivatePreLIF(nn.Module):
         self.ca_out = ca.mlp[2].weight.detach().float().numpy().copy() if ca else np.zeros((1, 1), np.float32)
         self.sa_weight = sa.conv.weight.detach().float()[0].numpy().copy() if sa else np.zeros((2, 1, 1), np.float32)
         self.reset_kind = RESETS.index(p.reset)
+        self.macs = neuron.macs  # accounting counts the gates' work as the original neuron does
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         currents = x.detach().float().contiguous().numpy()
