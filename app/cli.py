@@ -46,6 +46,54 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead 
     console.print(table)
 
 
+@app.command()
+def classify(
+    file: Optional[Path] = typer.Argument(None, help="A recording (AEDAT4, AEDAT 3.1/2.0, EVT, npz, text). Default: the shipped sample clip."),
+    weights: Optional[str] = typer.Option(None, help="A shipped model's name (see masnn models --shipped) or a checkpoint path. Default: gesture-tcsa."),
+    window: Optional[float] = typer.Option(None, help="Window in ms (default: the model's T x dt; other values change dt to window / T)."),
+    stride: Optional[float] = typer.Option(None, help="Stride in ms, rounded to whole frames (default: half a window)."),
+    top_k: int = typer.Option(3, "--top-k", min=1),
+    mode: str = typer.Option("auto", help="auto (clip up to 8 s, else timeline), clip or timeline."),
+    min_events: int = typer.Option(200, help="Windows with fewer events are idle: no action claimed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (schema: masnn/classify_schema.json)."),
+    render: Optional[Path] = typer.Option(None, help="Write an annotated video (.mp4 or .gif): events, prediction, spikes, attention."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+):
+    """The action in a recording (a clip), or a timeline of actions (a long recording), with spikes, NASAR,
+    SOPs and energy for each prediction and in total."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from masnn.classify import SAMPLE_RECORDING, Classifier, ClassifyOptions, classify_recording, shipped_file
+    from masnn.report import classify_tables
+
+    path = file if file is not None else shipped_file(SAMPLE_RECORDING)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    classifier = Classifier.load(weights, device, window)
+    options = ClassifyOptions(window, stride, top_k, min_events=min_events, mode=mode)
+    renderer = None
+    if render is not None:
+        from masnn.render import Renderer
+
+        stride_ms = stride or classifier.window_us / 2000
+        renderer = Renderer(render, classifier, max(1, round(stride_ms * 1000 / classifier.framing.dt_us)))
+    columns = (TextColumn("[bold]classifying"), BarColumn(), TextColumn("{task.completed:.1f} s"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as bars:
+        task = bars.add_task("", total=None)
+        if renderer is None:
+            report = classify_recording(path, classifier, options, progress=lambda s: bars.update(task, completed=s))
+        else:
+            with renderer:
+                report = classify_recording(path, classifier, options, on_window=renderer.add, progress=lambda s: bars.update(task, completed=s))
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return
+    for renderable in classify_tables(report):
+        console.print(renderable)
+    if render is not None:
+        console.print(f"video -> {render}")
+
+
 def _seconds_to_us(value: Optional[float]) -> Optional[int]:
     return None if value is None else int(round(value * 1e6))
 

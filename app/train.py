@@ -181,6 +181,21 @@ def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="
     return ckpt
 
 
+def slim_checkpoint(ckpt: dict, half: bool = True) -> dict:
+    """What inference needs (model, arguments, config, history), without optimizer, scheduler and RNG state;
+    ``half`` stores floating tensors as float16 (they load back into float32 parameters). For shipping."""
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    return {"version": CHECKPOINT_VERSION, "model_args": ckpt["model_args"], "model": state,
+            "config": ckpt.get("config", {}), "history": ckpt.get("history", []), "best": ckpt.get("best"),
+            "data": ckpt.get("data", {})}
+
+
+def model_checkpoint(model: nn.Module, config: TrainConfig) -> dict:
+    """A loadable checkpoint of ``model`` as trained with ``config`` (no training state)."""
+    return {"version": CHECKPOINT_VERSION, "model_args": model.model_args, "model": model.state_dict(),
+            "config": asdict(config), "history": [], "best": None, "data": {}}
+
+
 def build_model(ckpt: dict) -> nn.Module:
     """The exact model a checkpoint was trained as, with its weights."""
     args = dict(ckpt["model_args"])

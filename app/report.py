@@ -1,0 +1,71 @@
+"""Terminal rendering of reports (rich tables); the JSON is the report dict itself."""
+from __future__ import annotations
+
+import numpy as np
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+
+def bar(fraction: float, width: int = 20) -> str:
+    filled = int(round(max(0.0, min(1.0, fraction)) * width))
+    return "█" * filled + "░" * (width - filled)
+
+
+def _mean(windows: list[dict], key: str) -> float:
+    return float(np.mean([w["stats"][key] for w in windows]))
+
+
+def _segment_windows(report: dict, segment: dict) -> list[dict]:
+    return [w for w in report["windows"] if segment["start_s"] <= w["start_s"] and w["end_s"] <= segment["end_s"]] or report["windows"]
+
+
+def classify_tables(report: dict) -> list:
+    """What `masnn classify` prints: header, prediction or timeline, per-inference statistics, totals."""
+    model, recording, totals = report["model"], report["recording"], report["totals"]
+    duration = f"{recording['duration_s']:.2f} s" if recording["duration_s"] is not None else "?"
+    header = Text.from_markup(
+        f"[bold]{escape(report['file'])}[/]  {recording['format']}, {recording['camera']} "
+        f"{recording['sensor'][0]}x{recording['sensor'][1]}, {duration}\n"
+        f"model {escape(model['weights'])} ({model['name']}, attention {model['attention'] or 'none'}), window {model['window_ms']:.0f} ms, "
+        f"stride {model['stride_ms']:.0f} ms, {model['device']}")
+    out = [header]
+    if report["mode"] == "clip":
+        table = Table(title="prediction (mean over the clip's windows)")
+        for column in ("#", "action", "probability", ""):
+            table.add_column(column)
+        for rank, entry in enumerate(report["prediction"]["top_k"], 1):
+            table.add_row(str(rank), entry["class"], f"{100 * entry['probability']:.1f} %", bar(entry["probability"]))
+    else:
+        table = Table(title=f"timeline: {len(report['segments'])} segments (smoothed windows)")
+        for column in ("start s", "end s", "action", "confidence", "windows", "spikes / inference", "energy / inference µJ"):
+            table.add_column(column, justify="right" if column != "action" else "left")
+        for segment in report["segments"]:
+            inside = _segment_windows(report, segment)
+            confidence = "" if segment["confidence"] is None else f"{100 * segment['confidence']:.0f} % {bar(segment['confidence'], 10)}"
+            table.add_row(f"{segment['start_s']:.2f}", f"{segment['end_s']:.2f}", segment["class"], confidence, str(segment["windows"]),
+                          f"{_mean(inside, 'spikes'):,.0f}", f"{_mean(inside, 'energy_uj'):.1f}")
+    out.append(table)
+    out.append(inference_table(report["windows"], model["energy_preset"]))
+    latency = totals["latency_ms"]
+    out.append(Text(f"total: {totals['windows']} inferences, {totals['events_in_windows']:,} events in windows, {totals['spikes']:,.0f} spikes, "
+                    f"{totals['energy_uj']:,.1f} µJ (an ANN of the same shape: {totals['ann_energy_uj']:,.0f} µJ), "
+                    f"latency p50 {latency['p50']:.1f} ms / p99 {latency['p99']:.1f} ms, {totals['wall_s']:.1f} s wall"))
+    return out
+
+
+def inference_table(windows: list[dict], preset: str) -> Table:
+    """Mean per inference over ``windows``: per layer spikes and firing rate, then the totals."""
+    table = Table(title=f"per inference (mean of {len(windows)} windows, energy {preset})")
+    for column in ("", "spikes", "firing rate"):
+        table.add_column(column, justify="right")
+    for layer in windows[0]["stats"]["spikes_per_layer"]:
+        spikes = np.mean([w["stats"]["spikes_per_layer"][layer] for w in windows])
+        rate = np.mean([w["stats"]["firing_rate_per_layer"][layer] for w in windows])
+        table.add_row(layer, f"{spikes:,.0f}", f"{100 * rate:.2f} %")
+    table.add_row("all (NASAR)", f"{_mean(windows, 'spikes'):,.0f}", f"{100 * _mean(windows, 'nasar'):.2f} %")
+    table.add_row("events in", f"{_mean(windows, 'events'):,.0f}", "")
+    table.add_row("SOPs / MACs", f"{_mean(windows, 'sops'):,.0f}", f"{_mean(windows, 'macs'):,.0f}")
+    table.add_row("energy µJ (SNN / ANN)", f"{_mean(windows, 'energy_uj'):.1f}", f"{_mean(windows, 'ann_energy_uj'):,.0f}")
+    table.add_row("latency ms", f"{_mean(windows, 'latency_ms'):.1f}", "")
+    return table
