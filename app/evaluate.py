@@ -7,17 +7,20 @@ Protocols (named in every report):
 The voted class of a sample (the most frequent crop prediction) feeds per-class accuracy and the confusion
 matrix. Spikes, NASAR, SOPs and energy come from ``models.accounting`` per crop, averaged over crops and
 samples; rEE needs a vanilla checkpoint run on the same windows. The NeuroBench-named figures are given
-under their names so that numbers compare across papers.
+under their names so that numbers compare across papers. Under torchrun the samples are sharded over the
+processes (gloo) and gathered on rank 0, whose report equals a one-process run's.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from masnn.datasets.cache import FrameCache, FrameDataset
 from masnn.datasets.ingest import FramingConfig
@@ -34,42 +37,75 @@ def footprint_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
+STAT_KEYS = ("spikes", "nasar", "sops", "macs", "attention_macs", "energy_pj", "ann_frame_by_frame_energy_pj")
+
+
+def _shard() -> tuple[int, int, bool]:
+    """(rank, world, started_here): under torchrun each rank scores samples rank, rank + world, ... (gloo)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size(), started
+
+
 @torch.inference_mode()
 def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | None = None, preset: str = "fp32-45nm",
-             vanilla_path=None) -> dict:
-    """The report (a plain dict) of one checkpoint on ``samples``."""
+             vanilla_path=None) -> dict | None:
+    """The report (a plain dict) of one checkpoint on ``samples``. Under torchrun the samples are sharded over
+    the ranks and rank 0 returns the whole report (other ranks return None)."""
     checkpoint = load_checkpoint(checkpoint_path)
     model = build_model(checkpoint).eval()
     vanilla = build_model(load_checkpoint(vanilla_path, expect={"num_classes": checkpoint["model_args"]["num_classes"]})).eval() if vanilla_path else None
     framing = framing_of(checkpoint)
-    dataset = FrameDataset(samples, framing, "crops", n_crops=n_crops, cache=cache)
+    rank, world, started = _shard()
+    try:
+        indices = list(range(rank, len(samples), world))
+        dataset = FrameDataset([samples[i] for i in indices], framing, "crops", n_crops=n_crops, cache=cache)
+        centre = (n_crops - 1) // 2
+        scored, seconds = [], 0.0
+        for i, index in enumerate(indices):
+            crops, label = dataset[i]
+            x = crops.transpose(0, 1).contiguous()  # (T, crops, 2, H, W): the crops as a batch
+            started_at = time.perf_counter()
+            rates, trace = model(x, record=True)
+            seconds += time.perf_counter() - started_at
+            baseline = account(vanilla(x, record=True)[1], preset) if vanilla is not None else None
+            report = account(trace, preset, baseline)
+            predictions = rates.argmax(-1).tolist()
+            stats = {key: getattr(report, key) for key in STAT_KEYS} | {"ree": report.ree or 0.0}
+            scored.append((index, {"label": int(label), "crop_predictions": predictions,
+                                   "vote": Counter(predictions).most_common(1)[0][0], "single": predictions[centre]},
+                           stats, report.neurons))
+        if world > 1:
+            gathered = [None] * world
+            dist.all_gather_object(gathered, (scored, seconds))
+            scored = [item for part, _ in gathered for item in part]
+            seconds = sum(part_seconds for _, part_seconds in gathered)
+    finally:
+        if started:
+            dist.destroy_process_group()
+    if rank != 0:
+        return None
+    scored.sort(key=lambda item: item[0])
+    return _report(checkpoint_path, checkpoint, model, framing, n_crops, scored, seconds, preset, vanilla is not None)
+
+
+def _report(checkpoint_path, checkpoint, model, framing, n_crops, scored, seconds, preset, with_vanilla) -> dict:
     classes = checkpoint["model_args"]["num_classes"]
-    centre = (n_crops - 1) // 2
-    per_sample, totals, seconds = [], Counter(), 0.0
-    for i in range(len(dataset)):
-        crops, label = dataset[i]
-        x = crops.transpose(0, 1).contiguous()  # (T, crops, 2, H, W): the crops as a batch
-        started = time.perf_counter()
-        rates, trace = model(x, record=True)
-        seconds += time.perf_counter() - started
-        baseline = account(vanilla(x, record=True)[1], preset) if vanilla is not None else None
-        report = account(trace, preset, baseline)
-        predictions = rates.argmax(-1).tolist()
-        per_sample.append({"label": int(label), "crop_predictions": predictions,
-                           "vote": Counter(predictions).most_common(1)[0][0], "single": predictions[centre]})
-        for key in ("spikes", "nasar", "sops", "macs", "attention_macs", "energy_pj", "ann_frame_by_frame_energy_pj"):
-            totals[key] += getattr(report, key)
-        totals["ree"] += report.ree or 0.0
-        totals["neurons"] = report.neurons
+    per_sample = [sample for _, sample, _, _ in scored]
     n = len(per_sample)
+    mean = {key: sum(stats[key] for _, _, stats, _ in scored) / n for key in (*STAT_KEYS, "ree")}
     vote_right = [sum(p == s["label"] for p in s["crop_predictions"]) > n_crops / 2 for s in per_sample]
     confusion = np.zeros((classes, classes), dtype=int)
     for s in per_sample:
         confusion[s["label"], s["vote"]] += 1
-    mean = {key: totals[key] / n for key in totals if key != "neurons"}
     parameters = sum(p.numel() for p in model.parameters())
     return {
         "checkpoint": str(checkpoint_path), "model": checkpoint["model_args"], "framing": framing.to_dict(),
+        "class_names": checkpoint.get("config", {}).get("class_names") or None,
         "samples": n, "crops": n_crops,
         "accuracy": {"10-crop vote (paper)": float(np.mean(vote_right)),
                      "single crop (centre)": float(np.mean([s["single"] == s["label"] for s in per_sample]))},
@@ -78,10 +114,10 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
         "per crop, mean": {"spikes": mean["spikes"], "nasar": mean["nasar"], "sops": mean["sops"], "macs": mean["macs"],
                            "attention_macs": mean["attention_macs"], "energy_uj": mean["energy_pj"] / 1e6,
                            "ann_frame_by_frame_energy_uj": mean["ann_frame_by_frame_energy_pj"] / 1e6,
-                           "ree_vs_vanilla": mean["ree"] if vanilla is not None else None, "energy_preset": preset},
+                           "ree_vs_vanilla": mean["ree"] if with_vanilla else None, "energy_preset": preset},
         "latency_ms_per_window": 1e3 * seconds / (n * n_crops),
         "neurobench": {"activation_sparsity": 1 - mean["nasar"], "synaptic_operations": {"effective_macs": mean["macs"] + mean["attention_macs"], "effective_acs": mean["sops"]},
-                       "parameter_count": parameters, "footprint_bytes": footprint_bytes(model), "neurons": totals["neurons"]},
+                       "parameter_count": parameters, "footprint_bytes": footprint_bytes(model), "neurons": scored[0][3]},
         "per_sample": per_sample,
     }
 

@@ -33,7 +33,10 @@ from masnn.datasets.writers import atomic_path
 from masnn.models import create_model
 
 CHECKPOINT_VERSION = 1
-METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_acc", "lr", "output_rate", "samples_per_s")
+METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_acc", "lr", "output_rate", "samples_per_s", "test_acc")
+# The paper reports the best test accuracy over all epochs: the test set picks the epoch, an optimistic figure.
+# Available for comparison (train(..., paper_test_set=...)); its column, checkpoint and result are named so.
+PAPER_SELECTION = "best test accuracy over epochs (paper's selection: the test set picked the epoch, optimistic)"
 
 
 @dataclass
@@ -338,7 +341,7 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.
 
 def _write_metrics(out: Path, history: list[dict]) -> None:
     lines = [",".join(METRIC_FIELDS)]
-    lines += [",".join("" if row[k] is None else f"{row[k]:.6g}" for k in METRIC_FIELDS) for row in history]
+    lines += [",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in METRIC_FIELDS) for row in history]
     (out / "metrics.csv").write_text("\n".join(lines) + "\n")
     (out / "metrics.json").write_text(json.dumps(history, indent=1) + "\n")
 
@@ -350,21 +353,23 @@ def _progress(enabled: bool):
 
 
 def train(config: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, progress: bool = True,
-          resume: bool = False) -> dict:
+          resume: bool = False, paper_test_set: Dataset | None = None) -> dict:
     """Train ``config.epochs`` epochs; checkpoints (last.pt, best.pt) and metrics go to ``config.out_dir``.
     best (returned and in checkpoints) = highest validation accuracy with a val_set, else lowest training loss. ``resume`` continues from
     out_dir/last.pt exactly (same weights as an uninterrupted run). Returns the last epoch's metrics plus
-    "best" and "history" (on rank 0; other ranks get their own training metrics and no val_acc)."""
+    "best" and "history" (on rank 0; other ranks get their own training metrics and no val_acc).
+    ``paper_test_set``: the test split scored every epoch (column test_acc); the best epoch on it is kept as
+    best_test.pt and returned under PAPER_SELECTION, never mixed with the honest selection."""
     device = _device(config)
     rank, world, started = _init_distributed(device)
     try:
-        return _train(config, train_set, val_set, progress and rank == 0, resume, device, rank, world)
+        return _train(config, train_set, val_set, progress and rank == 0, resume, device, rank, world, paper_test_set)
     finally:
         if started:
             dist.destroy_process_group()
 
 
-def _train(config, train_set, val_set, progress, resume, device, rank, world) -> dict:
+def _train(config, train_set, val_set, progress, resume, device, rank, world, paper_test_set=None) -> dict:
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} does not split over {world} ranks")
     out = Path(config.out_dir)
@@ -433,9 +438,10 @@ def _train(config, train_set, val_set, progress, resume, device, rank, world) ->
             if scheduler is not None:
                 scheduler.step(train_loss) if config.scheduler == "plateau" else scheduler.step()
             val_acc = evaluate(model, val_set, config.batch_size, device) if val_set is not None and rank == 0 else None
+            test_acc = evaluate(model, paper_test_set, config.batch_size, device) if paper_test_set is not None and rank == 0 else None
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": correct / max(count, 1),
                    "val_acc": val_acc, "lr": lr, "output_rate": rate_sum / max(count, 1),
-                   "samples_per_s": count / seconds}
+                   "samples_per_s": count / seconds, "test_acc": test_acc}
             history.append(row)
             score = val_acc if val_set is not None else train_loss
             improved = rank == 0 and (best is None or (score > best if val_set is not None else score < best))
@@ -451,10 +457,15 @@ def _train(config, train_set, val_set, progress, resume, device, rank, world) ->
                 save_checkpoint(ckpt, out / "last.pt")
                 if improved:
                     save_checkpoint(ckpt, out / "best.pt")
+                if test_acc is not None and test_acc > max((r.get("test_acc") or 0.0 for r in history[:-1]), default=-1.0):
+                    save_checkpoint(ckpt, out / "best_test.pt")
                 _write_metrics(out, history)
             bars.remove_task(steps)
             val = "" if val_acc is None else f" val {val_acc:.3f}"
             bars.update(epochs, advance=1, stats=f"loss {train_loss:.4f} acc {row['train_acc']:.3f}{val} lr {lr:.2g}")
     if world > 1:
         dist.barrier()  # rank 0's last checkpoint is on disk before any rank returns
-    return {**row, "best": best, "history": history}
+    result = {**row, "best": best, "history": history}
+    if paper_test_set is not None and rank == 0:
+        result[PAPER_SELECTION] = max(r["test_acc"] for r in history if r.get("test_acc") is not None)
+    return result

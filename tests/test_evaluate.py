@@ -1,4 +1,7 @@
-"""masnn evaluate: the report's numbers are a recount of its own per-sample predictions."""
+"""masnn evaluate: the report's numbers are a recount of its own per-sample predictions; torchrun shards."""
+import json
+import os
+import socket
 import subprocess
 import sys
 
@@ -80,3 +83,21 @@ def test_ablation_table_has_every_variant_and_vanilla_as_the_energy_baseline(tra
     assert [r["attention"] for r in rows] == ["none", "TCS"]  # vanilla added: rEE needs it
     assert rows[0]["ree"] == pytest.approx(1.0)
     assert all(0 <= r["vote"] <= 1 and r["nasar"] >= 0 for r in rows)
+
+
+def test_torchrun_two_processes_give_the_one_process_report(trained, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = [str(trained / "run" / "last.pt"), "--data", str(trained / "data"), "--crops", "3"]
+    one = subprocess.run([sys.executable, "-m", "masnn", "evaluate", *common, "--report", str(tmp_path / "one.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                          "--master-port", str(port), "-m", "masnn", "evaluate", *common, "--report", str(tmp_path / "two.json")],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr
+    a, b = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("one", "two"))
+    assert a["per_sample"] == b["per_sample"] and a["samples"] == b["samples"] == 11
+    assert a["accuracy"] == b["accuracy"] and a["confusion (rows: true, columns: voted)"] == b["confusion (rows: true, columns: voted)"]
+    assert a["per crop, mean"]["spikes"] == pytest.approx(b["per crop, mean"]["spikes"])

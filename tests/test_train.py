@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from masnn.train import TrainConfig, build_model, load_checkpoint, load_config, train
+from masnn.train import PAPER_SELECTION, TrainConfig, build_model, evaluate, load_checkpoint, load_config, train
 
 TINY = {"model": "ma-snn-3layer", "attention": "none", "T": 4, "num_classes": 3, "model_kwargs": {"input_size": 8},
         "batch_size": 8, "lr": 1e-3, "epochs": 2, "seed": 0}
@@ -77,11 +77,25 @@ def test_learns_tiny_set_well_above_chance(tmp_path):
     assert data.epochs_seen == list(range(6))
     rows = json.loads((tmp_path / "learn" / "metrics.json").read_text())
     assert [r["epoch"] for r in rows] == list(range(1, 7))
-    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "val_acc", "lr", "output_rate", "samples_per_s"}
+    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "val_acc", "lr", "output_rate", "samples_per_s", "test_acc"}
+    assert rows[0]["test_acc"] is None  # the test set is not touched unless the paper's selection is asked for
     csv = (tmp_path / "learn" / "metrics.csv").read_text().splitlines()
     assert csv[0].startswith("epoch,train_loss") and len(csv) == 7
     best = load_checkpoint(tmp_path / "learn" / "best.pt")
     assert best["best"] == max(r["val_acc"] for r in rows) == result["best"]
+
+
+def test_paper_selection_is_the_best_test_epoch_and_kept_apart(tmp_path):
+    cfg = config(tmp_path, "paper", epochs=3)
+    test = Blobs(12, seed=7)
+    result = train(cfg, Blobs(24), val_set=Blobs(12, seed=1), progress=False, paper_test_set=test)
+    rows = result["history"]
+    best_epoch = max(rows, key=lambda r: r["test_acc"])  # the first of equal bests
+    assert result[PAPER_SELECTION] == best_epoch["test_acc"]
+    assert result["best"] == max(r["val_acc"] for r in rows)  # the honest selection is untouched
+    kept = load_checkpoint(tmp_path / "paper" / "best_test.pt")
+    assert kept["data"]["epoch"] == best_epoch["epoch"]
+    assert evaluate(build_model(kept), test, 12, torch.device("cpu")) == best_epoch["test_acc"]
 
 
 def test_resume_after_interrupted_epoch_equals_uninterrupted_run(tmp_path):
