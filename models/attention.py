@@ -17,9 +17,12 @@ ReLU after every attention wrapper, and TA only on FC layers.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from math import prod
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -254,3 +257,84 @@ class ActivatePreLIF(NeuronParameters):
 def select_frames(scores: torch.Tensor, threshold: float) -> torch.Tensor:
     """Input attention pruning (TA-SNN): binarise TA scores [T, B]; True keeps the frame with weight 1."""
     return scores > threshold
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading the gates of a trained network (for visualisation)
+
+@dataclass
+class AttentionCapture:
+    """What ``capture_attention`` read from one run."""
+
+    output: Any  # what model(x, **kwargs) returned, unchanged by the capture
+    layers: dict[str, dict[str, np.ndarray]]  # layer name ("input": input attention) -> {"ta": (T,), "sa": (T, H, W)}
+
+
+def capture_attention(model: nn.Module, x: torch.Tensor, **kwargs) -> AttentionCapture:
+    """Runs ``model`` once on sample 0 of x [T, B, ...] and reads the gates it computed: per layer the TA weight
+    of each step (T,) and the SA map of each step (T, H, W). A layer without TA or SA has no such key.
+
+    Only sample 0 runs (eval-mode samples are independent), so ``output`` is that of x[:, :1]. Steps that input
+    attention pruning dropped read 0 (they were never computed); a per-sample SA map (the authors' variant) is
+    repeated over T.
+    """
+    x = x[:, :1]
+    steps = x.shape[0]
+    calls: dict[tuple[str, str], list[torch.Tensor]] = {}
+    with torch.inference_mode():
+        kept = model.select_frames(x)[:, 0].nonzero().squeeze(1).cpu() if getattr(model, "pruning", False) else None
+        with contextlib.ExitStack() as stack:
+            for name, kind, module in _gates(model):
+                stack.enter_context(_recording_scores(module, calls.setdefault((name, kind), [])))
+            output = model(x, **kwargs)
+    layers: dict[str, dict[str, np.ndarray]] = {}
+    for (name, kind), recorded in calls.items():
+        if recorded:  # a pruned sample with no kept frame computes nothing
+            layers.setdefault(name, {})[kind] = _over_all_steps(recorded, kind, steps, kept)
+    return AttentionCapture(output, layers)
+
+
+def _gates(model: nn.Module):
+    """(layer name, "ta" | "sa", module) for every TA and SA of a SpikingNet-like model (``layers`` with names).
+    A plan puts each letter in one place per layer, so a layer holds at most one TA and one SA."""
+    if getattr(model, "input_attention", None) is not None:
+        yield "input", "ta", model.input_attention
+    for layer in getattr(model, "layers", []):
+        for module in layer.modules():
+            if isinstance(module, TemporalAttention):
+                yield layer.name, "ta", module
+            elif isinstance(module, SpatialAttention):
+                yield layer.name, "sa", module
+
+
+@contextlib.contextmanager
+def _recording_scores(module: nn.Module, record: list):
+    """Within the block, every ``module.scores(...)`` result is also appended to ``record``. An instance attribute
+    shadows the class method, so deleting it afterwards restores the module exactly."""
+    original = module.__dict__.get("scores")
+    compute = module.scores
+
+    def scores(*args, **kwargs):
+        result = compute(*args, **kwargs)
+        record.append(result.detach().float().cpu())
+        return result
+
+    module.scores = scores
+    try:
+        yield
+    finally:
+        if original is None:
+            del module.scores
+        else:
+            module.scores = original
+
+
+def _over_all_steps(recorded: list[torch.Tensor], kind: str, steps: int, kept: torch.Tensor | None) -> np.ndarray:
+    """The calls of one gate on a batch of one as (T,) or (T, H, W). A gate in a stack is called once on all
+    steps, one inside an activate-pre neuron once per step; both concatenate along time."""
+    values = torch.cat([r.reshape(-1) if kind == "ta" else r.reshape(-1, *r.shape[-2:]) for r in recorded])
+    if kept is not None and len(values) == len(kept) < steps:
+        values = values.new_zeros(steps, *values.shape[1:]).index_copy(0, kept, values)
+    elif len(values) == 1 and kind == "sa":  # one map per sample (sequence-pooled SA)
+        values = values.expand(steps, *values.shape[1:])
+    return values.numpy().copy()
