@@ -204,7 +204,7 @@ def train_command(
     data: Path = typer.Option(..., help="Dataset folder (DVS128 Gesture original or tonic layout, or DVS128 Gait)."),
     dataset: str = typer.Option("gesture", help="gesture, tonic-gesture or gait."),
     config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it."),
-    preset: Optional[str] = typer.Option(None, help="gesture-paper, gait-paper or gesture-cpu-small."),
+    preset: Optional[str] = typer.Option(None, help="gesture-paper, gait-paper, gesture-cpu-small or gait-cpu-small."),
     out: Optional[str] = typer.Option(None, help="Run folder (checkpoints, metrics)."),
     epochs: Optional[int] = typer.Option(None),
     batch_size: Optional[int] = typer.Option(None),
@@ -239,6 +239,19 @@ def train_command(
     console.print(f"best validation accuracy: {result['best']} (best.pt); checkpoints and metrics in {cfg.out_dir}")
     if paper_test_set is not None:
         console.print(f"{PAPER_SELECTION}: {result[PAPER_SELECTION]:.4f} (best_test.pt)")
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by masnn train (best.pt)."),
+    out: Path = typer.Argument(..., help="The slim checkpoint to write (e.g. weights/NAME.pt)."),
+    half: bool = typer.Option(True, help="Store weights as float16 (half the size; they load back as float32)."),
+):
+    """A checkpoint for shipping: model, arguments, config and history; no optimizer or RNG state."""
+    from masnn.train import load_checkpoint, save_checkpoint, slim_checkpoint
+
+    save_checkpoint(slim_checkpoint(load_checkpoint(checkpoint), half), out)
+    console.print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
 
 @app.command("evaluate")
@@ -443,6 +456,52 @@ def synth_stats(
         print(json.dumps(stats_json(results), indent=2))
     else:
         console.print(compare_table(results))
+
+
+@app.command("live")
+def live_command(
+    camera: Optional[str] = typer.Option(None, "--camera", help="Camera serial number (default source: the first camera found)."),
+    stream: Optional[str] = typer.Option(None, "--stream", help="A DV network stream, tcp://HOST:PORT."),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="A recording (any format masnn reads) played as a live stream."),
+    speed: float = typer.Option(1.0, help="Replay speed (2: twice real time; 0: as fast as the classifier goes, no window dropped)."),
+    weights: Optional[str] = typer.Option(None, help="A shipped model's name or a checkpoint path (default: the shipped gesture model)."),
+    window: Optional[float] = typer.Option(None, help="Window in ms (default: the model's T x dt)."),
+    stride: float = typer.Option(100.0, help="Milliseconds between predictions, rounded down to whole frames."),
+    top_k: int = typer.Option(3, "--top-k"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Write every prediction (and reconnects, the summary) here as JSON lines."),
+    show: bool = typer.Option(False, "--show", help="Open a window with the events the network sees and the label."),
+):
+    """Classify a live event stream: a camera, a DV network stream or a replayed recording, with a dashboard."""
+    from masnn.live import LiveOptions, camera_source, replay_source, run_live, stream_source
+
+    chosen = [name for name, value in (("--camera", camera), ("--stream", stream), ("--replay", replay)) if value is not None]
+    if len(chosen) > 1:
+        raise ValueError(f"give one source, not {' and '.join(chosen)}")
+    source = stream_source(stream) if stream else replay_source(replay, speed) if replay else camera_source(camera)
+    from masnn.classify import Classifier  # torch loads only once the source looks right
+
+    classifier = Classifier.load(weights, device, window)
+    run_live(source, classifier, LiveOptions(stride_ms=stride, top_k=top_k, log=log), console, show)
+
+
+@bench_app.command("live")
+def bench_live(
+    rate: float = typer.Option(12e6, help="Input events/s (12 M is the DAVIS346's maximum)."),
+    seconds: float = typer.Option(15.0, help="Stream seconds to feed."),
+    weights: Optional[str] = typer.Option(None, help="Model (default: the shipped one, else an untrained one)."),
+    stride: float = typer.Option(100.0, help="Milliseconds between predictions."),
+    device: str = typer.Option("cpu"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """The live pipeline fed from memory at a DAVIS346's top rate: sustained events/s, latency, drops, memory."""
+    from masnn.bench_live import benchmark_table, run_live_benchmark
+
+    result = run_live_benchmark(rate, seconds, weights, device, stride)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        console.print(benchmark_table(result))
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
