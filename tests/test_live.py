@@ -317,6 +317,7 @@ class FakeCamera:
     def getNextEventBatch(self):
         if not self.batches:
             raise RuntimeError("device disconnected\nStacktrace: ...")
+        time.sleep(0.002)  # a camera delivers over time: an instant one would leave every window but the last stale
         return self.batches.pop(0)
 
 
@@ -324,7 +325,7 @@ def test_camera_unplugged_and_back_is_reconnected(monkeypatch, clip, classifier)
     import dv_processing as dv
 
     _, _, events = clip
-    answers = iter([FakeCamera(events[: len(events) // 2]), RuntimeError("no device"), *[FakeCamera(events)] * 50])
+    answers = iter([FakeCamera(events[: len(events) // 2]), RuntimeError("no device"), *[FakeCamera(events) for _ in range(50)]])
 
     def fake_open(*serial):
         answer = next(answers)
@@ -343,7 +344,8 @@ def test_camera_unplugged_and_back_is_reconnected(monkeypatch, clip, classifier)
 
     with watchdog(pipeline):
         summary = pipeline.run(stop_after_the_second_connection)
-    assert summary["reconnects"] >= 1 and {1, 2} <= {record["connection"] for record in records}
+    connections = {record["connection"] for record in records}
+    assert summary["reconnects"] >= 1 and 1 in connections and max(connections) >= 2  # predictions resumed
     assert summary["predictions"] + summary["dropped_windows"] == summary["windows"]  # stopped mid-stream, still all counted
     reconnect = next(n for n in pipeline.stats.notices if n["event"] == "reconnect")
     assert reconnect["attempts"] == 2  # the first try found no camera; the second did
