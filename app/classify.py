@@ -224,6 +224,12 @@ class ClassifyOptions:
     min_events: int = 200
     mode: str = "auto"  # auto | clip | timeline
 
+    def __post_init__(self):  # checked before any work, not after a long recording was classified
+        if self.mode not in ("auto", "clip", "timeline"):
+            raise ValueError(f"mode must be auto, clip or timeline, got {self.mode!r}")
+        if self.stride_ms is not None and self.stride_ms <= 0:
+            raise ValueError(f"--stride must be positive, got {self.stride_ms} ms")
+
 
 def classify_recording(path: str | Path, classifier: Classifier, options: ClassifyOptions = ClassifyOptions(),
                        on_window: Callable[[Window, dict], None] | None = None,
@@ -231,8 +237,6 @@ def classify_recording(path: str | Path, classifier: Classifier, options: Classi
     """The report (see SCHEMA in classify_schema.json) of one recording. ``on_window(window, entry)`` sees every
     window (the renderer); ``progress(seconds_done)`` is called after each."""
     stride_us = int(round((options.stride_ms or classifier.window_us / 2000) * 1000))
-    if stride_us <= 0:
-        raise ValueError(f"--stride must be positive, got {options.stride_ms} ms")
     started = time.perf_counter()
     with open_recording(path) as recording:
         info = recording.info
@@ -254,8 +258,6 @@ def classify_recording(path: str | Path, classifier: Classifier, options: Classi
 def build_report(path, info, classifier: Classifier, options: ClassifyOptions, windows: list[dict], stride_us: int, seconds: float) -> dict:
     active = [w for w in windows if not w["idle"]] or windows
     mean = torch.tensor(np.mean([w["probabilities"] for w in active], 0))
-    if options.mode not in ("auto", "clip", "timeline"):
-        raise ValueError(f"mode must be auto, clip or timeline, got {options.mode!r}")
     clip = options.mode == "clip" or (options.mode == "auto" and windows[-1]["end_s"] <= CLIP_SECONDS)
     timeline = [] if clip else segments(windows, classifier.class_names, options.smoothing, options.min_windows)
     latencies = np.array([w["stats"]["latency_ms"] for w in windows])

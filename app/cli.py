@@ -69,8 +69,8 @@ def classify(
     path = file if file is not None else shipped_file(SAMPLE_RECORDING)
     if not path.exists():
         raise ValueError(f"{path}: no such file")
-    classifier = Classifier.load(weights, device, window)
     options = ClassifyOptions(window, stride, top_k, min_events=min_events, mode=mode)
+    classifier = Classifier.load(weights, device, window)
     renderer = None
     if render is not None:
         from masnn.render import Renderer

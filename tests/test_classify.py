@@ -150,6 +150,8 @@ def test_real_aedat4_recordings(real_data, untrained_checkpoint, name):
     (["{clip}", "--weights", "no-such-model"], "no-such-model: neither a checkpoint file nor a shipped model"),
     (["{clip}", "--weights", "{clip}"], "not a readable masnn checkpoint"),
     (["{clip}", "--mode", "sideways", "--weights", "{weights}"], "mode must be auto, clip or timeline"),
+    (["{clip}", "--stride", "0", "--weights", "{weights}"], "--stride must be positive"),
+    (["{clip}", "--render", "out.avi", "--weights", "{weights}"], "must end in .mp4 or .gif"),
 ])
 def test_bad_input_is_one_error_line(clip, untrained_checkpoint, args, message):
     result = masnn("classify", *[a.format(clip=clip, weights=untrained_checkpoint) for a in args])
