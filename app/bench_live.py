@@ -19,7 +19,8 @@ import numpy as np
 
 from masnn.bench import moving_blob_events, peak_resident_mb
 from masnn.datasets.events import concatenate
-from masnn.live import LiveOptions, LivePipeline, Pacer, Source
+from masnn.live import LiveOptions, LivePipeline
+from masnn.sources import Pacer, Source
 
 DAVIS346 = (346, 260)
 POOL_S = 0.25

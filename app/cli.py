@@ -473,7 +473,8 @@ def live_command(
     show: bool = typer.Option(False, "--show", help="Open a window with the events the network sees and the label."),
 ):
     """Classify a live event stream: a camera, a DV network stream or a replayed recording, with a dashboard."""
-    from masnn.live import LiveOptions, camera_source, replay_source, run_live, stream_source
+    from masnn.live import LiveOptions, run_live
+    from masnn.sources import camera_source, replay_source, stream_source
 
     chosen = [name for name, value in (("--camera", camera), ("--stream", stream), ("--replay", replay)) if value is not None]
     if len(chosen) > 1:

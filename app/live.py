@@ -13,203 +13,37 @@ says how much went unclassified. A replay at speed 0 is the exception: a file ca
 reader waits for the classifier and every window is classified.
 
 A camera or network stream that goes away is reopened with exponential backoff; framing starts afresh on
-the new connection, whose clock may differ from the old one's.
+the new connection, whose clock may differ from the old one's. Sources are in masnn.sources, the dashboard
+and the OpenCV view in masnn.live_view.
 """
 from __future__ import annotations
 
 import json
 import os
 import queue
-import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
-from urllib.parse import urlsplit
+from typing import Callable
 
 import numpy as np
 
 from masnn.datasets.denoise import filter_background_activity, new_filter_state
-from masnn.datasets.events import EventFileError, as_events
+from masnn.datasets.events import EventFileError
 from masnn.datasets.framing import COUNT_DTYPE, UnsortedEvents, _count_cap, _FrameBlocks
-from masnn.datasets.ingest import FramingConfig, contact_sheet
-from masnn.datasets.readers import open_recording
+from masnn.datasets.ingest import FramingConfig
+from masnn.live_view import EventView, prediction_line, render_dashboard, summary_table
+from masnn.sources import POLL_S, Connection, Source
 
 BACKOFF_S = (0.5, 8.0)  # first and longest wait between reconnection attempts (doubling in between)
-POLL_S = 0.001  # a live source with nothing new is asked again after this long
-PACE_SLICE_US = 5_000  # a paced replay hands events over in slices this long, as a camera would
 TICK_S = 0.1  # the dashboard is redrawn at least this often, windows or not
 READER_JOIN_S = 2.0  # a reader stuck inside a device call is a daemon thread: never wait for it forever
 HISTORY = 100_000  # predictions whose latencies the summary's percentiles cover
 DASHBOARD_HISTORY = 1_000  # the dashboard's: the last minute or two, and cheap to sort ten times a second
 RECENT_ACTIONS = 6
-
-
-def dv_message(error: Exception) -> str:
-    """dv-processing's error text without its source path, stack trace and boost details."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("RuntimeError: "):
-            return line[len("RuntimeError: "):]
-    return lines[0].split(" [", 1)[0] if lines else type(error).__name__
-
-
-# --- sources -------------------------------------------------------------------------------------------
-
-class Connection(Protocol):
-    name: str
-    sensor_size: tuple[int, int]
-    lost: str  # why batches() ended
-
-    def batches(self, stop: threading.Event) -> Iterator[np.ndarray | None]:
-        """Canonical event arrays as they arrive; None when there is nothing new yet."""
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class Source:
-    """Where events come from. ``connect`` opens a connection or raises OSError / EventFileError naming the
-    problem. A source that ``reconnects`` is reopened when it ends (cameras, streams); otherwise its end is
-    the end of the run. ``speed``: stream seconds per wall second (0: unpaced, as fast as it is read)."""
-
-    name: str
-    connect: Callable[[], Connection]
-    reconnects: bool = True
-    lossless: bool = False  # the reader waits for the classifier instead of dropping windows
-    speed: float = 1.0
-
-
-class DvConnection:
-    """A dv-processing input (camera or network reader) as batches of canonical events."""
-
-    def __init__(self, reader, name: str):
-        if not reader.isEventStreamAvailable():
-            raise OSError(f"{name}: has no event stream")
-        resolution = reader.getEventResolution()
-        if resolution is None:
-            raise OSError(f"{name}: the event stream does not give its resolution")
-        self.reader, self.name = reader, name
-        self.sensor_size = (int(resolution[0]), int(resolution[1]))
-        self.lost = ""
-
-    def batches(self, stop):
-        while not stop.is_set():
-            try:
-                batch = self.reader.getNextEventBatch()
-            except RuntimeError as error:  # the device or the peer went away mid-read
-                self.lost = dv_message(error)
-                return
-            if batch is None:
-                if not self.reader.isRunning():
-                    self.lost = "the stream ended"
-                    return
-                yield None
-            elif batch.size():
-                yield as_events(batch.numpy())
-
-    def close(self):
-        self.reader = None
-
-
-def camera_source(serial: str | None = None) -> Source:
-    name = f"camera {serial}" if serial else "camera"
-
-    def connect():
-        import dv_processing as dv
-
-        try:
-            camera = dv.io.camera.open(serial) if serial else dv.io.camera.open()
-        except IndexError:  # dv-processing's answer when discovery found no camera at all
-            raise OSError("no DVS camera found (none connected, or not readable by this user)") from None
-        except RuntimeError as error:
-            raise OSError(f"{name}: cannot be opened ({dv_message(error)})") from None
-        return DvConnection(camera, f"camera {camera.getCameraName()}")
-
-    return Source(name, connect)
-
-
-def parse_stream_url(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:  # out of range or not a number
-        port = None
-    if parts.scheme != "tcp" or not parts.hostname or not port or parts.path not in ("", "/"):
-        raise ValueError(f"--stream {url!r}: expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:7777")
-    return parts.hostname, port
-
-
-def stream_source(url: str) -> Source:
-    host, port = parse_stream_url(url)
-
-    def connect():
-        import dv_processing as dv
-
-        try:
-            reader = dv.io.NetworkReader(host, port)
-        except RuntimeError as error:
-            raise OSError(f"{url}: cannot connect ({dv_message(error)})") from None
-        return DvConnection(reader, url)
-
-    return Source(url, connect)
-
-
-class Pacer:
-    """Holds events back until the wall clock reaches their stream time, scaled by ``speed`` (0: no waiting)."""
-
-    def __init__(self, speed: float):
-        self.speed = speed
-        self.origin: tuple[float, int] | None = None  # (wall, stream time) of the first event
-
-    def wait_for(self, t_us: int, stop: threading.Event) -> bool:
-        """False when ``stop`` was set (while waiting or before)."""
-        if not self.speed:
-            return not stop.is_set()
-        if self.origin is None:
-            self.origin = (time.perf_counter(), t_us)
-        delay = self.origin[0] + (t_us - self.origin[1]) / 1e6 / self.speed - time.perf_counter()
-        return not stop.wait(delay) if delay > 0 else not stop.is_set()
-
-
-def time_slices(events: np.ndarray, slice_us: int) -> list[np.ndarray]:
-    """Time-sorted events cut at multiples of ``slice_us`` (views, no copy)."""
-    t = events["t"]
-    first = int(t[0])
-    edges = np.arange(first - first % slice_us + slice_us, int(t[-1]) + 1, slice_us)
-    return [piece for piece in np.split(events, np.searchsorted(t, edges)) if len(piece)]
-
-
-class ReplayConnection:
-    def __init__(self, path: Path, speed: float):
-        self.recording = open_recording(path)
-        self.name, self.sensor_size, self.speed = f"replay {path}", self.recording.info.sensor_size, speed
-        self.lost = "end of the recording"
-
-    def batches(self, stop):
-        pacer = Pacer(self.speed)
-        for chunk in self.recording.chunks():
-            for piece in time_slices(chunk, PACE_SLICE_US) if self.speed else [chunk]:
-                if not pacer.wait_for(int(piece["t"][-1]), stop):
-                    return
-                yield piece
-
-    def close(self):
-        self.recording.close()
-
-
-def replay_source(path: str | Path, speed: float = 1.0) -> Source:
-    """A recording played as a live stream: real speed by default; speed 0 plays it as fast as the
-    classifier goes, classifying every window."""
-    if speed < 0:
-        raise ValueError(f"--speed must be 0 (unpaced) or positive, got {speed}")
-    path = Path(path)
-    with open_recording(path):  # an unreadable file fails here, before any model is loaded
-        pass
-    return Source(f"replay {path}", lambda: ReplayConnection(path, speed), reconnects=False, lossless=speed == 0, speed=speed)
 
 
 # --- frames and windows --------------------------------------------------------------------------------
@@ -735,132 +569,6 @@ class LivePipeline:
         figures["spikes_per_s_mean"] = self.stats.spikes / (self.stats.predictions * window_s) if self.stats.predictions else 0.0
         figures["interrupted"] = self.interrupted
         return figures
-
-
-# --- the terminal and the window ------------------------------------------------------------------------
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} ms"
-
-
-def _count(value: float) -> str:
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= limit:
-            return f"{value / limit:.2f} {suffix}"
-    return f"{value:.0f}"
-
-
-def render_dashboard(figures: dict):
-    """The rich renderable of one snapshot()."""
-    from rich.console import Group
-    from rich.panel import Panel
-    from rich.progress_bar import ProgressBar
-    from rich.table import Table
-
-    actions = Table.grid(padding=(0, 2))
-    for rank, entry in enumerate(figures["current"]):
-        style = "bold green" if rank == 0 else "dim"
-        actions.add_row(f"[{style}]{entry['class']}[/]", ProgressBar(total=1.0, completed=entry["probability"], width=30),
-                        f"{entry['probability']:.2f}")
-    if not figures["current"]:
-        actions.add_row("[dim]waiting for the first window[/]")
-    recent = "  ".join(f"{run['class']} ({run['to_s'] - run['from_s'] + figures['model']['stride_ms'] / 1000:.1f} s)"
-                       for run in reversed(figures["recent_actions"])) or "-"
-    grid = Table.grid(padding=(0, 2))
-    grid.add_row("last actions", recent)
-    grid.add_row("events/s", f"{_count(figures['events_per_s'])}  (total {_count(figures['events'])})")
-    grid.add_row("spikes/s", f"{_count(figures['spikes_per_s'])}  (in the last window)")
-    energy = figures["energy_per_inference_uj"]
-    grid.add_row("energy/inference", "-" if energy is None else f"{energy:.2f} uJ")
-    grid.add_row("latency", f"p50 {_ms(figures['latency_ms']['p50'])}  p99 {_ms(figures['latency_ms']['p99'])}  "
-                            f"(model p50 {_ms(figures['model_latency_ms']['p50'])})")
-    grid.add_row("predictions", f"{figures['predictions']}  ({figures['predictions_per_s']:.1f}/s)")
-    dropped = figures["dropped_windows"]
-    style = "bold red" if dropped else "green"
-    grid.add_row("data dropped", f"[{style}]{dropped} of {figures['windows']} windows[/], "
-                                 f"{_count(figures['unclassified_events'])} events in no classified window")
-    if figures["lag_s"] is not None:
-        grid.add_row("stream lag", f"{1e3 * figures['lag_s']:.0f} ms (max {1e3 * figures['max_lag_s']:.0f} ms)")
-    grid.add_row("reconnects", str(figures["reconnects"]))
-    for notice in figures["notices"][-2:]:
-        grid.add_row("[yellow]" + notice["event"] + "[/]", _notice_text(notice))
-    model = figures["model"]
-    sensor = "x".join(map(str, figures["sensor"])) if figures["sensor"] else "?"
-    title = f"masnn live · {figures['source']} · {figures['status']} · {sensor}"
-    subtitle = f"T {model['T']} x {model['dt_ms']:g} ms = {model['window_ms']:g} ms window, every {model['stride_ms']:g} ms · Ctrl-C ends"
-    return Panel(Group(actions, "", grid), title=title, subtitle=subtitle)
-
-
-def _notice_text(notice: dict) -> str:
-    when = time.strftime("%H:%M:%S", time.localtime(notice["wall_time"]))
-    if notice["event"] == "reconnect":
-        return f"{when} back after {notice['offline_s']:.1f} s ({notice['attempts']} attempts)"
-    return f"{when} {notice.get('reason', '')}"
-
-
-def summary_table(summary: dict):
-    from rich.table import Table
-
-    table = Table(title=f"masnn live: {summary['source']}" + (" (interrupted)" if summary["interrupted"] else ""), show_header=False)
-    rows = [
-        ("predictions", f"{summary['predictions']} in {summary['wall_s']:.1f} s ({summary['predictions_per_s']:.1f}/s)"),
-        ("dropped windows", f"{summary['dropped_windows']} of {summary['windows']} "
-                            f"({_count(summary['unclassified_events'])} events in no classified window)"),
-        ("events", f"{summary['events']:,} ({_count(summary['events_per_s_mean'])}/s while streaming)"),
-        ("latency, event to prediction", f"p50 {_ms(summary['latency_ms']['p50'])}, p99 {_ms(summary['latency_ms']['p99'])}"),
-        ("model latency", f"p50 {_ms(summary['model_latency_ms']['p50'])}, p99 {_ms(summary['model_latency_ms']['p99'])}"),
-        ("energy per inference", "-" if summary["energy_per_inference_mean_uj"] is None else f"{summary['energy_per_inference_mean_uj']:.2f} uJ"),
-        ("reconnects", str(summary["reconnects"])),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
-
-
-def prediction_line(record: dict) -> str:
-    """One line per prediction where the output is no terminal (a pipe, a file)."""
-    top = record["top_k"][0]
-    return (f"{record['stream_s'][1]:8.2f} s  {top['class']:<24} {top['probability']:.2f}  "
-            f"latency {record['latency_ms']:.0f} ms  dropped {record['dropped_windows']}")
-
-
-def event_image(frames: np.ndarray, label: str, side: int = 384) -> np.ndarray:
-    """The frames summed (what the network saw lately: ON red, OFF blue), enlarged, with the label on top."""
-    import cv2
-
-    image = contact_sheet(frames.sum(0, keepdims=True, dtype=np.int32), columns=1, min_side=side)
-    band = np.full((28, image.shape[1], 3), 24, np.uint8)
-    cv2.putText(band, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-    return np.concatenate([band, image])
-
-
-class EventView:
-    """--show: an OpenCV window with the newest stride of frames and the current label; q or Esc ends the run."""
-
-    title = "masnn live"
-
-    def __init__(self, stride_frames: int):
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise OSError("--show needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set)")
-        import cv2
-
-        self.cv2, self.stride_frames = cv2, stride_frames
-        try:
-            cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
-        except cv2.error as error:
-            raise OSError(f"--show: cannot open a window ({str(error).strip().splitlines()[-1]})") from None
-
-    def show(self, record: dict, window: LiveWindow) -> bool:
-        top = record["top_k"][0]
-        self.cv2.imshow(self.title, event_image(window.frames[-self.stride_frames:], f"{top['class']}  {top['probability']:.2f}"))
-        return self.poll()
-
-    def poll(self) -> bool:
-        """False once the user asked to quit."""
-        return self.cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
-
-    def close(self) -> None:
-        self.cv2.destroyWindow(self.title)
 
 
 def run_live(source: Source, classifier, options: LiveOptions, console, show: bool = False) -> dict:

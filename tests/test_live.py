@@ -17,8 +17,9 @@ from masnn.datasets.framing import UnsortedEvents, iter_time_frames
 from masnn.datasets.ingest import FramingConfig
 from masnn.datasets.motions import GESTURE_CLASSES
 from masnn.datasets.readers import read_events
-from masnn.live import (Handoff, LiveOptions, LivePipeline, LiveWindow, WindowFramer, camera_source, event_image,
-                        render_dashboard, replay_source, stream_source, summary_table)
+from masnn.live import Handoff, LiveOptions, LivePipeline, LiveWindow, WindowFramer
+from masnn.live_view import event_image, render_dashboard, summary_table
+from masnn.sources import camera_source, replay_source, stream_source
 
 WINDOW_MS = 450  # T = 20 frames of 22.5 ms: tests need less stream before the first prediction
 FAST_BACKOFF = (0.05, 0.2)
@@ -427,7 +428,7 @@ def test_show_draws_each_prediction_and_q_ends_the_run(monkeypatch, clip, classi
 
 
 def test_show_without_a_display_is_a_clear_error(monkeypatch):
-    from masnn.live import EventView
+    from masnn.live_view import EventView
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
