@@ -26,4 +26,4 @@ RUN pip install --extra-index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" ".$
 
 WORKDIR /data
 ENTRYPOINT ["masnn"]
-CMD ["info"]
+CMD ["classify"]
