@@ -97,7 +97,8 @@ PRESETS: dict[str, dict] = {
 }
 # Cross-entropy for 20 identities: with the paper's MSE the all-silent output (loss 1/20) is a trap that a
 # short CPU budget did not leave (training loss 0.051, chance accuracy for 5 epochs on synthetic gait). CE avoids
-# that optimum but did not learn the synthetic identities in 6 epochs either (see README, shipped weights).
+# that optimum, but neither the TCSA nor the vanilla net learned the synthetic identities in 6-8 epochs
+# (see README, shipped weights).
 PRESETS["gait-cpu-small"] = {**PRESETS["gesture-cpu-small"], "num_classes": 20, "loss": "ce"}
 
 
