@@ -159,3 +159,19 @@ def test_bad_input_is_one_error_line(clip, untrained_checkpoint, args, message):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_cli_render_writes_a_video_opencv_reads(clip, untrained_checkpoint, tmp_path):
+    import cv2
+
+    out = tmp_path / "clip.mp4"
+    result = masnn("classify", clip, "--weights", untrained_checkpoint, "--render", out)
+    assert result.returncode == 0, result.stderr
+    video = cv2.VideoCapture(str(out))
+    frames = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, image = video.read()
+    video.release()
+    assert ok and image.shape[:2] == (360, 640)
+    bins = 2_000_000 // 45_000 + 1  # 45 ms bins of the 2 s clip; windows of 20 bins every 10 (half a window)
+    assert frames == (bins - 20) // 10 * 10 + 20  # each bin a window covers, once: the video plays in real time
+    assert not list(tmp_path.glob("*.tmp*"))  # the temporary file was renamed, not left behind
