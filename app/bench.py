@@ -37,11 +37,20 @@ def moving_blob_events(n: int, duration_us: int, sensor=DVS128, seed: int = 0, t
     return make_events(x, y, t, rng.random(n) < 0.5)
 
 
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) / 1024
+
+
 def peak_resident_mb() -> float:
     """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a
     child process would report its parent's size."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    return _status_mb("VmHWM")
+
+
+def resident_mb() -> float:
+    """This process's resident memory now."""
+    return _status_mb("VmRSS")
 
 
 def best_time(fn, repeats: int) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from masnn.bench import moving_blob_events, peak_resident_mb
+from masnn.bench import moving_blob_events, peak_resident_mb, resident_mb
 from masnn.datasets.events import concatenate
 from masnn.live import LiveOptions, LivePipeline
 from masnn.sources import Pacer, Source
@@ -59,11 +59,6 @@ class SyntheticConnection:
 
     def close(self):
         pass
-
-
-def resident_mb() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
 def untrained_checkpoint(folder: Path) -> Path:

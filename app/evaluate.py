@@ -13,7 +13,6 @@ processes (gloo) and gathered on rank 0, whose report equals a one-process run's
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,7 +26,7 @@ from masnn.datasets.ingest import FramingConfig
 from masnn.datasets.writers import atomic_path
 from masnn.models.accounting import account
 from masnn.models.inference import prepare_for_inference
-from masnn.train import build_model, framing_config, load_checkpoint
+from masnn.train import build_model, framing_config, init_distributed, load_checkpoint
 
 
 def framing_of(checkpoint: dict) -> FramingConfig:
@@ -39,17 +38,6 @@ def footprint_bytes(model: torch.nn.Module) -> int:
 
 
 STAT_KEYS = ("spikes", "nasar", "sops", "macs", "attention_macs", "energy_pj", "ann_frame_by_frame_energy_pj")
-
-
-def _shard() -> tuple[int, int, bool]:
-    """(rank, world, started_here): under torchrun each rank scores samples rank, rank + world, ... (gloo)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, False
-    started = not dist.is_initialized()
-    if started:
-        dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size(), started
 
 
 @torch.inference_mode()
@@ -64,7 +52,7 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
     runner = prepare_for_inference(model)
     vanilla_runner = prepare_for_inference(vanilla) if vanilla is not None else None
     framing = framing_of(checkpoint)
-    rank, world, started = _shard()
+    rank, world, started = init_distributed(torch.device("cpu"))  # samples rank, rank + world, ... (gloo)
     try:
         indices = list(range(rank, len(samples), world))
         dataset = FrameDataset([samples[i] for i in indices], framing, "crops", n_crops=n_crops, cache=cache)

@@ -193,15 +193,20 @@ def slim_checkpoint(ckpt: dict, half: bool = True) -> dict:
     """What inference needs (model, arguments, config, history), without optimizer, scheduler and RNG state;
     ``half`` stores floating tensors as float16 (they load back into float32 parameters). For shipping."""
     state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    return {"version": CHECKPOINT_VERSION, "model_args": ckpt["model_args"], "model": state,
-            "config": ckpt.get("config", {}), "history": ckpt.get("history", []), "best": ckpt.get("best"),
-            "data": ckpt.get("data", {})}
+    return _checkpoint(ckpt["model_args"], state, ckpt.get("config", {}), ckpt.get("history", []), ckpt.get("best"),
+                       ckpt.get("data", {}))
 
 
 def model_checkpoint(model: nn.Module, config: TrainConfig) -> dict:
     """A loadable checkpoint of ``model`` as trained with ``config`` (no training state)."""
-    return {"version": CHECKPOINT_VERSION, "model_args": model.model_args, "model": model.state_dict(),
-            "config": asdict(config), "history": [], "best": None, "data": {}}
+    return _checkpoint(model.model_args, model.state_dict(), asdict(config))
+
+
+def _checkpoint(model_args: dict, state: dict, config: dict, history: list | None = None, best=None,
+                data: dict | None = None, **training_state) -> dict:
+    """The one checkpoint layout; training adds optimizer, scheduler and rng."""
+    return {"version": CHECKPOINT_VERSION, "model_args": model_args, "model": state, "config": config,
+            "history": history or [], "best": best, "data": data or {}, **training_state}
 
 
 def build_model(ckpt: dict) -> nn.Module:
@@ -274,7 +279,7 @@ def sync_batchnorm(module: nn.Module, cuda: bool) -> nn.Module:
     return module
 
 
-def _init_distributed(device: torch.device) -> tuple[int, int, bool]:
+def init_distributed(device: torch.device) -> tuple[int, int, bool]:
     """(rank, world, started_here). Starts the process group from torchrun's env when WORLD_SIZE > 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -366,7 +371,7 @@ def train(config: TrainConfig, train_set: Dataset, val_set: Dataset | None = Non
     ``paper_test_set``: the test split scored every epoch (column test_acc); the best epoch on it is kept as
     best_test.pt and returned under PAPER_SELECTION, never mixed with the honest selection."""
     device = _device(config)
-    rank, world, started = _init_distributed(device)
+    rank, world, started = init_distributed(device)
     try:
         return _train(config, train_set, val_set, progress and rank == 0, resume, device, rank, world, paper_test_set)
     finally:
@@ -453,12 +458,9 @@ def _train(config, train_set, val_set, progress, resume, device, rank, world, pa
             if improved:
                 best = score
             if rank == 0:
-                ckpt = {"version": CHECKPOINT_VERSION, "model_args": model.model_args,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "rng": _rng_state(), "data": {"seed": config.seed, "epoch": epoch + 1},
-                        "config": asdict(config), "history": history, "best": best}
+                ckpt = _checkpoint(model.model_args, model.state_dict(), asdict(config), history, best,
+                                   {"seed": config.seed, "epoch": epoch + 1}, optimizer=optimizer.state_dict(),
+                                   scheduler=scheduler.state_dict() if scheduler is not None else None, rng=_rng_state())
                 save_checkpoint(ckpt, out / "last.pt")
                 if improved:
                     save_checkpoint(ckpt, out / "best.pt")

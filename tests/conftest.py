@@ -17,19 +17,6 @@ def real_data() -> Path:
 def untrained_checkpoint(tmp_path_factory) -> Path:
     """A gesture-shaped checkpoint (3-layer TCSA, T = 20 x 45 ms, 11 named classes) with random weights whose
     BatchNorm gains are raised so that every layer spikes: for pipeline tests that need a model, not a good one."""
-    import torch
+    from masnn.bench_live import untrained_checkpoint
 
-    from masnn.datasets.motions import GESTURE_CLASSES
-    from masnn.models import create_model
-    from masnn.train import load_config, model_checkpoint, save_checkpoint
-
-    torch.manual_seed(0)
-    config = load_config(preset="gesture-cpu-small", overrides={"class_names": list(GESTURE_CLASSES)})
-    model = create_model(config.model, **{k: v for k, v in config.model_args().items() if k != "name"})
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.weight.mul_(4.0)
-    path = tmp_path_factory.mktemp("weights") / "untrained.pt"
-    save_checkpoint(model_checkpoint(model, config), path)
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("weights"))
