@@ -1,7 +1,13 @@
-"""AEDAT 4.0 (iniVation DV: DVXplorer, DAVIS, DVS128 with DV) through dv-processing.
+"""AEDAT 4.0 (iniVation DV: DVXplorer, DAVIS, DVS128 with DV).
 
-Only the event stream is read; frames, IMU and triggers are ignored. Time selection uses the file's
-packet index (getEventsTimeRange), so packets outside the selection are never decompressed.
+dv-processing opens the file (resolution, camera, time range) and serves time selections through the file's
+packet index (getEventsTimeRange), so packets outside a selection are never decompressed. The whole-file
+read of an LZ4 or uncompressed file decodes the event packets itself (``aedat4_packets``): dv-processing holds
+the GIL while it decodes, and that decoder does not, so the next packets decompress while the caller frames
+this one. Only the event stream is read; frames, IMU and triggers are skipped.
+
+A file dv-processing refuses because its end is missing (a recording cut short: no packet index, a packet cut
+in two) is read by ``aedat4_packets`` alone, up to the fault, with a warning (LZ4 and uncompressed files).
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .aedat4_packets import DECODED_HERE, PacketError, iter_event_packets, read_header
 from .events import EventFileError, RecordingInfo, TruncatedRecordingWarning, as_events
 from .readers import DEFAULT_CHUNK_EVENTS, Recording
 
@@ -26,11 +33,18 @@ class Aedat4Recording(Recording):
     def __init__(self, path: Path, sensor_size: tuple[int, int] | None = None):
         import dv_processing as dv
 
-        self._alias_dir = None
+        self._path, self._alias_dir = path, None
+        try:
+            with open(path, "rb") as file:
+                self._decoded_here = read_header(file).compression in DECODED_HERE
+        except PacketError:
+            self._decoded_here = False  # dv-processing says what is wrong
         try:
             self._reader = dv.io.MonoCameraRecording(self._dv_readable_name(path))
         except RuntimeError as e:
-            raise EventFileError(path, f"cannot be opened as AEDAT 4.0 ({_first_line(e)})") from None
+            self._reader = None
+            self.info = self._salvage_info(path, sensor_size, _first_line(e))
+            return
         if not self._reader.isEventStreamAvailable():
             raise EventFileError(path, "AEDAT 4.0 file has no event stream")
         width, height = sensor_size or self._reader.getEventResolution()
@@ -38,6 +52,33 @@ class Aedat4Recording(Recording):
         self.info = RecordingInfo(
             str(path), "AEDAT 4.0", int(width), int(height), self._reader.getCameraName(), (int(first), int(last))
         )
+
+    @staticmethod
+    def _salvage_info(path: Path, sensor_size, dv_error: str) -> RecordingInfo:
+        """What a file dv-processing cannot open still tells: its header, and the events before its fault."""
+        try:
+            with open(path, "rb") as file:
+                header = read_header(file)
+        except PacketError:
+            header = None
+        if (header is None or header.compression not in DECODED_HERE or header.event_stream is None
+                or (header.sensor_size or sensor_size) is None):
+            raise EventFileError(path, f"cannot be opened as AEDAT 4.0 ({dv_error})")
+        first = last = None
+        try:
+            for packet in iter_event_packets(path):
+                if len(packet):
+                    first = int(packet["t"][0]) if first is None else first
+                    last = int(packet["t"][-1])
+        except PacketError:
+            pass  # reading the events warns about the fault
+        else:
+            warnings.warn(TruncatedRecordingWarning(
+                f"{path}: dv-processing refuses the file ({dv_error}); its event packets were read without it"), stacklevel=4)
+        if first is None:
+            raise EventFileError(path, f"AEDAT 4.0 file is damaged before its first event ({dv_error})")
+        width, height = sensor_size or header.sensor_size
+        return RecordingInfo(str(path), "AEDAT 4.0", int(width), int(height), header.camera, (first, last))
 
     def _dv_readable_name(self, path: Path) -> str:
         """dv-processing opens only names ending in .aedat4; the format was chosen by content, so a file
@@ -58,32 +99,37 @@ class Aedat4Recording(Recording):
     def _chunks(self, start, end, chunk_events=DEFAULT_CHUNK_EVENTS):
         if start is None and end is None:
             yield from self._sequential(chunk_events)
+        elif self._reader is None:  # no packet index to seek with: decode from the start; chunks() cuts
+            for events in self._sequential(chunk_events):
+                if end is not None and events["t"][0] >= end:
+                    return
+                yield events
         else:
             yield from self._selection(start, end, chunk_events)
 
     def _sequential(self, chunk_events):
-        """Yields dv-processing's packets as they come, each a view on its memory (no copy).
+        """Yields each packet's events as a view on its decompressed memory (no copy)."""
+        try:
+            packets = iter_event_packets(self._path) if self._decoded_here else self._dv_packets()
+            for packet in packets:
+                events = as_events(packet)
+                for begin in range(0, len(events), chunk_events):
+                    yield events[begin : begin + chunk_events]
+        except (PacketError, RuntimeError) as e:
+            warnings.warn(
+                TruncatedRecordingWarning(f"{self.info.path}: stops decoding ({_first_line(e)}); kept the events before it"),
+                stacklevel=3,
+            )
 
-        Gathering packets into bigger chunks would copy them into fresh memory, which costs more than
-        the decode. A read-ahead thread does not help either: dv-processing decodes holding the GIL.
-        """
+    def _dv_packets(self):
         self._reader.resetSequentialRead()
         while True:
-            try:
-                batch = self._reader.getNextEventBatch()
-            except RuntimeError as e:
-                warnings.warn(
-                    TruncatedRecordingWarning(f"{self.info.path}: stops decoding ({_first_line(e)}); kept the events before it"),
-                    stacklevel=3,
-                )
-                return
+            batch = self._reader.getNextEventBatch()
             if batch is None:
                 if not self._reader.isRunning():
                     return
                 continue
-            events = as_events(batch.numpy())
-            for begin in range(0, len(events), chunk_events):
-                yield events[begin : begin + chunk_events]
+            yield batch.numpy()
 
     def _selection(self, start, end, chunk_events):
         first, last = self.info.time_range

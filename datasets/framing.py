@@ -47,25 +47,39 @@ def _pixel_indices(events, previous, table_x, table_y, width, height, pixels):
     Returns -1, UNSORTED - i for the first event earlier than its predecessor (``previous`` before the
     first), or the index of the first event outside the tables' sensor. Tables of None keep pixels as
     they are, checked against width/height; numba compiles that case separately, without the lookups.
-    (Loops run over whole arrays, slices where needed: a range(lo, hi) loop compiles twice as slow.)
+    The loop has no early exit, so it compiles to vector code; faults are located afterwards.
     """
     plane = height * width
     if table_x is None:
         sensor_width, sensor_height = width, height
     else:
         sensor_width, sensor_height = table_x.shape[0], table_y.shape[0]
+    first_previous = previous
+    faulty = False
+    for i in range(events.shape[0]):
+        e = events[i]
+        # unsigned: one comparison per bound, and table indices numba need not wrap around
+        x, y = np.uint32(np.int32(e.x)), np.uint32(np.int32(e.y))
+        faulty |= (e.t < previous) | (x >= sensor_width) | (y >= sensor_height)
+        previous = e.t
+        if table_x is None:
+            pixels[i] = (plane if e.p else 0) + y * width + x
+        else:  # clamped so that a faulty event reads inside the tables; it is reported below
+            mapped_x, mapped_y = table_x[min(x, sensor_width - 1)], table_y[min(y, sensor_height - 1)]
+            pixels[i] = (plane if e.p else 0) + mapped_y * width + mapped_x if (mapped_x | mapped_y) >= 0 else -1
+    return _first_fault(events, first_previous, sensor_width, sensor_height) if faulty else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_fault(events, previous, sensor_width, sensor_height):
+    """UNSORTED - i for the first event earlier than its predecessor, i for the first outside the sensor."""
     for i in range(events.shape[0]):
         e = events[i]
         if e.t < previous:
             return UNSORTED - i
         previous = e.t
-        if e.x < 0 or e.x >= sensor_width or e.y < 0 or e.y >= sensor_height:
+        if np.uint32(np.int32(e.x)) >= sensor_width or np.uint32(np.int32(e.y)) >= sensor_height:
             return i
-        if table_x is None:
-            pixels[i] = (1 if e.p else 0) * plane + e.y * width + e.x
-        else:
-            x, y = table_x[e.x], table_y[e.y]
-            pixels[i] = (1 if e.p else 0) * plane + y * width + x if x >= 0 and y >= 0 else -1
     return -1
 
 

@@ -265,6 +265,7 @@ class Gait:
     elbow_flex: float = 0.35
     lean: float = 0.03  # torso tilt forward
     bob: float = 0.012  # pelvis rise and fall
+    stature: float = 1.0  # height relative to an average adult
     body: Body = Body()
 
     def varied(self, rng: np.random.Generator, spread: float) -> "Gait":
@@ -284,6 +285,7 @@ def random_gait(rng: np.random.Generator) -> Gait:
         elbow_flex=rng.uniform(0.1, 0.6),
         lean=rng.uniform(-0.02, 0.09),
         bob=rng.uniform(0.006, 0.02),
+        stature=rng.uniform(0.88, 1.12),  # about 1.55 m to 1.95 m
         body=Body().varied(rng, 0.08),
     )
 

@@ -50,7 +50,7 @@ def _first_fault(events, width, height, previous_t):
     """Index of the first event outside the sensor or earlier than its predecessor; -1 if none."""
     for i in range(events.shape[0]):
         e = events[i]
-        if e.x < 0 or e.x >= width or e.y < 0 or e.y >= height or e.t < previous_t:
+        if np.uint32(np.int32(e.x)) >= width or np.uint32(np.int32(e.y)) >= height or e.t < previous_t:
             return i
         previous_t = e.t
     return -1

@@ -38,7 +38,7 @@ from .motions import (
 )
 from .writers import atomic_path, write_aedat31, write_aedat4, write_text
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: gait walkers at a fixed camera distance, with stature; gesture output as in 1
 SENSORS = {"dvs128": (128, 128), "davis346": (346, 260), "dvxplorer": (640, 480), "dvxplorer-lite": (320, 240)}
 SENSOR_CAMERAS = {"dvs128": "DVS128", "davis346": "DAVIS346", "dvxplorer": "DVXplorer", "dvxplorer-lite": "DVXplorer_Lite"}
 LIGHTINGS = ("fluorescent", "fluorescent_led", "lab", "led", "natural")
@@ -101,8 +101,8 @@ def random_scene(sensor_size, lighting_name: str, rng: np.random.Generator, body
         side = min(width, height)
         height_px = side * rng.uniform(1.35, 1.7)
         placement = Placement(width / 2 + side * rng.uniform(-0.06, 0.06), height / 2 + side * rng.uniform(0.38, 0.5), height_px)
-    else:
-        placement = Placement(0.0, height * rng.uniform(0.55, 0.68), height * rng.uniform(0.4, 0.55))
+    else:  # gait: the caller places the walker
+        placement = Placement(0.0, height * 0.6, height * 0.5)
     return Scene(
         sensor_size=tuple(sensor_size),
         background=background,
@@ -270,8 +270,14 @@ def gait_recording(subject: int, session: int, walk: int, seed: int, duration: f
     session_gait = identity.varied(np.random.default_rng([seed, subject, session]), 0.03)
     rng = np.random.default_rng([seed, subject, session, walk])
     gait = session_gait.varied(rng, 0.02)
-    lighting = "lab" if session == 0 else "fluorescent"
-    scene = random_scene((128, 128), lighting, rng, body=gait.body, framing="gait")
+    # A fixed camera per session: everyone walks the same line, so a taller person looks taller (stature is
+    # part of who they are); lighting varies walk by walk in both sessions, so it never tells the sessions apart
+    camera = np.random.default_rng([seed, 1000 + session])
+    scale_px, ground_y = 128 * camera.uniform(0.54, 0.58), 128 * camera.uniform(0.9, 0.93)
+    scene = random_scene((128, 128), str(rng.choice(LIGHTINGS)), rng, body=gait.body, framing="gait")
+    height_px = scale_px * gait.stature
+    leg = gait.body.thigh + gait.body.shin + 0.02  # the hip sits 0.02 body heights below the pelvis
+    scene = replace(scene, placement=Placement(0.0, ground_y - leg * height_px, height_px))
     direction = int(rng.choice([-1, 1]))
     speed_px = walk_speed(gait) * scene.placement.height_px
     crossing = 128 + 0.6 * scene.placement.height_px

@@ -54,3 +54,30 @@ def test_truncated_aedat2_is_inspected_with_one_warning(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("warning: ") and str(path) in lines[0]
     summary = json.loads(result.stdout)
     assert (summary["events"], summary["last_t_us"], summary["format"]) == (299, 500 + 4 * 298, "AEDAT 2.0")
+
+
+def test_truncated_aedat4_is_inspected_with_one_warning(tmp_path):
+    import dv_processing as dv
+
+    k = np.arange(2000)
+    t = 1_700_000_000_000_000 + 100 * k
+    full, cut = tmp_path / "full.aedat4", tmp_path / "cut.aedat4"
+    config = dv.io.MonoCameraWriter.EventOnlyConfig("DVXplorer", (320, 240))
+    config.compression = dv.CompressionType.NONE  # salvaged with or without liblz4
+    writer = dv.io.MonoCameraWriter(str(full), config)
+    for begin in range(0, 2000, 500):  # four packets
+        store = dv.EventStore()
+        for i in range(begin, begin + 500):
+            store.push_back(int(t[i]), int(k[i] % 320), int(k[i] % 240), bool(k[i] % 2))
+        writer.writeEvents(store)
+    del writer
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) * 3 // 5])
+    result = inspect(cut, "--json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {cut}: ") and "cut short" in lines[0], result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["events"] in (500, 1000, 1500)
+    assert (summary["first_t_us"], summary["last_t_us"]) == (t[0], t[summary["events"] - 1])
+    assert (summary["format"], summary["sensor"], summary["camera"]) == ("AEDAT 4.0", "320x240", "DVXplorer")

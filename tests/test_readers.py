@@ -14,6 +14,7 @@ import pytest
 
 import aedat_test_writers as aw
 from masnn.datasets.events import EVENT_DTYPE, EventFileError, TruncatedRecordingWarning
+from masnn.datasets import lz4_frame
 from masnn.datasets.readers import detect_format, open_recording, read_events
 
 N = 3000
@@ -59,11 +60,13 @@ def concat(chunks) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, EVENT_DTYPE)
 
 
-def write_dv(path, events: dict, camera="DVS128", size=(128, 128), breaks=(N // 4, N // 2, 3 * N // 4)):
-    """An AEDAT 4.0 file from dv-processing's own writer, one writeEvents call per part."""
+def write_dv(path, events: dict, camera="DVS128", size=(128, 128), breaks=(N // 4, N // 2, 3 * N // 4), compression="LZ4"):
+    """An AEDAT 4.0 file from dv-processing's own writer, one writeEvents call (one packet) per part."""
     import dv_processing as dv
 
-    writer = dv.io.MonoCameraWriter(str(path), dv.io.MonoCameraWriter.EventOnlyConfig(camera, size))
+    config = dv.io.MonoCameraWriter.EventOnlyConfig(camera, size)
+    config.compression = getattr(dv.CompressionType, compression)
+    writer = dv.io.MonoCameraWriter(str(path), config)
     columns = [events[k].tolist() for k in "txyp"]
     bounds = [0, *[b for b in breaks if b < len(columns[0])], len(columns[0])]
     for begin, end in zip(bounds[:-1], bounds[1:]):
@@ -243,6 +246,91 @@ def test_aedat2_flips_y_and_unwraps_timestamps(tmp_path):
     assert_events(events, {"x": [0, 127, 10, 64], "y": [127, 0, 27, 124], "p": [1, 0, 1, 0],
                            "t": [(1 << 32) - 10, (1 << 32) - 5, (1 << 32) + 3, (1 << 32) + 9]})
     assert (info.format, info.camera, info.sensor_size) == ("AEDAT 2.0", "DVS128-V1 0042", (128, 128))
+
+
+@pytest.mark.parametrize("compression", ["NONE", "LZ4", "LZ4_HIGH", "ZSTD", "ZSTD_HIGH"])
+def test_aedat4_reads_every_compression_as_dv_processing_does(tmp_path, compression):
+    events = synthetic(t0=AEDAT4_T0)
+    path = tmp_path / "rec.aedat4"
+    write_dv(path, events, compression=compression)
+    with open_recording(path) as recording:
+        ours = recording.read()
+    reference = read_dv(path)
+    for k in "txyp":
+        np.testing.assert_array_equal(ours[k], reference[k])
+
+
+def test_aedat4_lz4_without_liblz4_is_read_by_dv_processing(tmp_path, monkeypatch):
+    from masnn.datasets import aedat4
+
+    monkeypatch.setattr(aedat4, "DECODED_HERE", (0,))  # as where no liblz4 is found: uncompressed files only
+    events = synthetic(t0=AEDAT4_T0)
+    path = tmp_path / "rec.aedat4"
+    write_dv(path, events, compression="LZ4")
+    with open_recording(path) as recording:
+        assert not recording._decoded_here
+        ours = recording.read()
+    for k in "txyp":
+        np.testing.assert_array_equal(ours[k], events[k])
+
+
+PACKET_BREAKS = tuple(range(250, N, 250))  # 12 packets
+
+
+needs_liblz4 = pytest.mark.skipif(not lz4_frame.AVAILABLE, reason="no liblz4: LZ4 files are left to dv-processing")
+
+
+@pytest.mark.parametrize("compression", ["NONE", pytest.param("LZ4", marks=needs_liblz4)])
+@pytest.mark.parametrize("keep", [0.3, 0.75])
+def test_truncated_aedat4_keeps_the_complete_packets_and_warns(tmp_path, keep, compression):
+    # a recording cut short (the writer killed): no packet index, the last packet cut in two; dv-processing
+    # refuses such a file
+    events = synthetic(t0=AEDAT4_T0)
+    full, cut = tmp_path / "full.aedat4", tmp_path / "cut.aedat4"
+    write_dv(full, events, breaks=PACKET_BREAKS, compression=compression)
+    data = full.read_bytes()
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.warns(TruncatedRecordingWarning, match="cut short"):
+        with open_recording(cut) as recording:
+            info, got = recording.info, recording.read()
+    assert len(got) in PACKET_BREAKS
+    for k in "txyp":
+        np.testing.assert_array_equal(got[k], events[k][: len(got)])
+    assert info.time_range == (events["t"][0], events["t"][len(got) - 1])
+    assert (info.width, info.height, info.camera) == (128, 128, "DVS128")
+
+
+@needs_liblz4
+def test_aedat4_with_a_corrupt_packet_keeps_the_packets_before_it(tmp_path):
+    events = synthetic(t0=AEDAT4_T0)
+    path = tmp_path / "rec.aedat4"
+    write_dv(path, events, breaks=PACKET_BREAKS)
+    data = bytearray(path.read_bytes())
+    lz4_magic = b"\x04\x22\x4d\x18"  # each packet is one LZ4 frame
+    third = data.index(lz4_magic, data.index(lz4_magic, data.index(lz4_magic) + 1) + 1)
+    data[third : third + 4] = b"\0\0\0\0"
+    path.write_bytes(bytes(data))
+    with pytest.warns(TruncatedRecordingWarning, match="stops decoding"):
+        with open_recording(path) as recording:
+            got = recording.read()
+    for k in "txyp":
+        np.testing.assert_array_equal(got[k], events[k][: PACKET_BREAKS[1]])
+
+
+def test_aedat4_without_its_packet_index_is_read_whole_with_a_warning(tmp_path):
+    events = synthetic(t0=AEDAT4_T0)
+    full, cut = tmp_path / "full.aedat4", tmp_path / "cut.aedat4"
+    write_dv(full, events, breaks=PACKET_BREAKS, compression="NONE")
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) - 20])  # inside the index written after the last packet
+    with pytest.warns(TruncatedRecordingWarning, match="refuses"):
+        recording = open_recording(cut)
+    with recording:
+        got = recording.read()
+        middle = recording.read(int(events["t"][1000]), int(events["t"][1500]))
+    for k in "txyp":
+        np.testing.assert_array_equal(got[k], events[k])
+        np.testing.assert_array_equal(middle[k], events[k][1000:1500])
 
 
 def test_aedat4_resolution_and_camera_from_file(tmp_path):
