@@ -11,9 +11,10 @@ ARG TORCH_VERSION=2.13.0
 ARG EXTRAS=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 
-# libusb for dv-processing's camera access; libgl/glib for OpenCV's windows (masnn live --show)
+# libusb for dv-processing's camera access; libgl/glib for OpenCV's windows (masnn live --show); liblz4 for
+# decoding AEDAT 4.0 packets off the GIL
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libusb-1.0-0 libgl1 libglib2.0-0 \
+ && apt-get install -y --no-install-recommends libusb-1.0-0 libgl1 libglib2.0-0 liblz4-1 \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/masnn
