@@ -36,14 +36,15 @@ class Aedat4Recording(Recording):
         self._path, self._alias_dir = path, None
         try:
             with open(path, "rb") as file:
-                self._decoded_here = read_header(file).compression in DECODED_HERE
+                header = read_header(file)
         except PacketError:
-            self._decoded_here = False  # dv-processing says what is wrong
+            header = None  # dv-processing says what is wrong
+        self._decoded_here = header is not None and header.compression in DECODED_HERE
         try:
             self._reader = dv.io.MonoCameraRecording(self._dv_readable_name(path))
         except RuntimeError as e:
             self._reader = None
-            self.info = self._salvage_info(path, sensor_size, _first_line(e))
+            self.info = self._salvage_info(path, header, sensor_size, _first_line(e))
             return
         if not self._reader.isEventStreamAvailable():
             raise EventFileError(path, "AEDAT 4.0 file has no event stream")
@@ -54,13 +55,8 @@ class Aedat4Recording(Recording):
         )
 
     @staticmethod
-    def _salvage_info(path: Path, sensor_size, dv_error: str) -> RecordingInfo:
+    def _salvage_info(path: Path, header, sensor_size, dv_error: str) -> RecordingInfo:
         """What a file dv-processing cannot open still tells: its header, and the events before its fault."""
-        try:
-            with open(path, "rb") as file:
-                header = read_header(file)
-        except PacketError:
-            header = None
         if (header is None or header.compression not in DECODED_HERE or header.event_stream is None
                 or (header.sensor_size or sensor_size) is None):
             raise EventFileError(path, f"cannot be opened as AEDAT 4.0 ({dv_error})")
