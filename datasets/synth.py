@@ -27,6 +27,7 @@ from .figure import Look, ShakableBackground, make_background, render
 from .motions import (
     GESTURE_CLASSES,
     Body,
+    Gait,
     Placement,
     far_side,
     gesture_pose,
@@ -264,20 +265,26 @@ def write_gesture_dataset(out: Path, users: int = 29, seed: int = 0, preset: Ges
 # ---------------------------------------------------------------- DVS128 Gait layout
 
 
+def walker_placement(gait: Gait, seed: int, session: int) -> Placement:
+    """Where a walker stands (x = 0) before crossing: one fixed camera per session and one walking line, so the
+    feet of everyone meet the same ground row and a taller person looks taller (stature is part of who they
+    are)."""
+    camera = np.random.default_rng([seed, 1000 + session])
+    pixels_per_stature, ground_y = 128 * camera.uniform(0.54, 0.58), 128 * camera.uniform(0.9, 0.93)
+    height_px = pixels_per_stature * gait.stature
+    leg = gait.body.thigh + gait.body.shin + 0.02  # pelvis to ankle: the hip sits 0.02 below the pelvis
+    return Placement(0.0, ground_y - leg * height_px, height_px)
+
+
 def gait_recording(subject: int, session: int, walk: int, seed: int, duration: float = 4.4, params: PixelParams = PixelParams(), frame_rate: float = 400.0):
     """Event chunks of one walk of ``subject`` across the field of view (DVS128)."""
     identity = random_gait(np.random.default_rng([seed, subject]))
     session_gait = identity.varied(np.random.default_rng([seed, subject, session]), 0.03)
     rng = np.random.default_rng([seed, subject, session, walk])
     gait = session_gait.varied(rng, 0.02)
-    # A fixed camera per session: everyone walks the same line, so a taller person looks taller (stature is
-    # part of who they are); lighting varies walk by walk in both sessions, so it never tells the sessions apart
-    camera = np.random.default_rng([seed, 1000 + session])
-    scale_px, ground_y = 128 * camera.uniform(0.54, 0.58), 128 * camera.uniform(0.9, 0.93)
+    # lighting varies walk by walk in both sessions, so it never tells the sessions apart
     scene = random_scene((128, 128), str(rng.choice(LIGHTINGS)), rng, body=gait.body, framing="gait")
-    height_px = scale_px * gait.stature
-    leg = gait.body.thigh + gait.body.shin + 0.02  # the hip sits 0.02 body heights below the pelvis
-    scene = replace(scene, placement=Placement(0.0, ground_y - leg * height_px, height_px))
+    scene = replace(scene, placement=walker_placement(gait, seed, session))
     direction = int(rng.choice([-1, 1]))
     speed_px = walk_speed(gait) * scene.placement.height_px
     crossing = 128 + 0.6 * scene.placement.height_px

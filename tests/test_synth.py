@@ -8,7 +8,7 @@ import pytest
 
 from masnn.datasets.emulator import PixelParams
 from masnn.datasets.events import EVENT_DTYPE
-from masnn.datasets.motions import GESTURE_CLASSES, Body, gesture_pose, random_style
+from masnn.datasets.motions import GESTURE_CLASSES, Body, gesture_pose, random_gait, random_style, walk_pose
 from masnn.datasets.readers import read_events
 from masnn.datasets.synth import (
     PRESETS,
@@ -16,6 +16,7 @@ from masnn.datasets.synth import (
     random_scene,
     simulate,
     split_users,
+    walker_placement,
     write_gait_dataset,
     write_gesture_dataset,
 )
@@ -164,6 +165,25 @@ def test_gait_walker_crosses_the_field_of_view():
     first = events[events["t"] < events["t"][0] + 300_000]
     last = events[events["t"] > events["t"][-1] - 300_000]
     assert abs(np.median(last["x"]) - np.median(first["x"])) > 15
+
+
+def test_gait_camera_is_fixed_so_feet_share_the_ground_and_a_taller_walker_looks_taller():
+    gaits = {subject: random_gait(np.random.default_rng([0, subject])) for subject in range(1, 21)}
+    short = min(gaits, key=lambda s: gaits[s].stature)
+    tall = max(gaits, key=lambda s: gaits[s].stature)
+
+    def lowest_ankle_and_head(subject):
+        placement = walker_placement(gaits[subject], seed=0, session=1)
+        poses = [placement.to_pixels(walk_pose(t, gaits[subject], 1)) for t in np.linspace(0, 2, 200)]
+        ankle = max(max(p["ankle_r"][1], p["ankle_l"][1]) for p in poses)  # image y grows downwards
+        head = min(p["head"][1] for p in poses)
+        return ankle, head
+
+    (short_ground, short_head), (tall_ground, tall_head) = lowest_ankle_and_head(short), lowest_ankle_and_head(tall)
+    assert tall_ground == pytest.approx(short_ground, abs=2.0)  # one walking line, one ground row
+    stature_ratio = gaits[tall].stature / gaits[short].stature
+    assert stature_ratio > 1.1
+    assert (tall_ground - tall_head) / (short_ground - short_head) == pytest.approx(stature_ratio, rel=0.1)
 
 
 def test_cli_writes_an_aedat4_clip(tmp_path):
