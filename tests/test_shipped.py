@@ -15,7 +15,7 @@ from masnn.classify import SAMPLE_RECORDING, Classifier, ClassifyOptions, classi
 from masnn.datasets.motions import GESTURE_CLASSES
 from masnn.datasets.synth import write_action_clip
 
-SHIPPED = {"gesture-tcsa": ("TCS", 11), "gesture-vanilla": ("none", 11)}
+SHIPPED = {"gesture-tcsa": ("TCS", 11), "gesture-vanilla": ("none", 11), "gait-tcsa": ("TCS", 20), "gait-vanilla": ("none", 20)}
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
