@@ -68,7 +68,9 @@ def read_header(file: BinaryIO) -> Header:
         raise PacketError("not an AEDAT 4.0 file")
     try:
         (size,) = struct.unpack("<i", file.read(4))
-        buffer = file.read(size)
+        buffer = file.read(max(size, 0))
+        if size <= 0 or len(buffer) < size:
+            raise struct.error(f"a header of {size} bytes, {len(buffer)} present")
         fields = _field_positions(buffer, _follow(buffer, 0)) + [0, 0, 0]
         compression = struct.unpack_from("<i", buffer, fields[0])[0] if fields[0] else NONE
         table_position = struct.unpack_from("<q", buffer, fields[1])[0] if fields[1] else -1
