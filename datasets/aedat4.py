@@ -17,16 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .aedat4_packets import DECODED_HERE, PacketError, iter_event_packets, read_header
+from .aedat4_packets import DECODED_HERE, MAGIC, PacketError, iter_event_packets, read_header
 from .events import EventFileError, RecordingInfo, TruncatedRecordingWarning, as_events
 from .readers import DEFAULT_CHUNK_EVENTS, Recording
 
-MAGIC = b"#!AER-DAT4.0"
 SELECTION_STEP_US = 50_000  # first window of a time selection; later windows adapt to the event rate
 
 
 def sniff(head: bytes) -> bool:
-    return head.startswith(MAGIC)
+    return head.startswith(MAGIC.rstrip())
 
 
 class Aedat4Recording(Recording):
@@ -36,15 +35,14 @@ class Aedat4Recording(Recording):
         self._path, self._alias_dir = path, None
         try:
             with open(path, "rb") as file:
-                header = read_header(file)
+                self._header = read_header(file)
         except PacketError:
-            header = None  # dv-processing says what is wrong
-        self._decoded_here = header is not None and header.compression in DECODED_HERE
+            self._header = None  # dv-processing says what is wrong
         try:
             self._reader = dv.io.MonoCameraRecording(self._dv_readable_name(path))
         except RuntimeError as e:
             self._reader = None
-            self.info = self._salvage_info(path, header, sensor_size, _first_line(e))
+            self.info = self._salvage_info(path, self._header, sensor_size, _first_line(e))
             return
         if not self._reader.isEventStreamAvailable():
             raise EventFileError(path, "AEDAT 4.0 file has no event stream")
@@ -54,6 +52,10 @@ class Aedat4Recording(Recording):
             str(path), "AEDAT 4.0", int(width), int(height), self._reader.getCameraName(), (int(first), int(last))
         )
 
+    @property
+    def _decoded_here(self) -> bool:
+        return self._header is not None and self._header.compression in DECODED_HERE
+
     @staticmethod
     def _salvage_info(path: Path, header, sensor_size, dv_error: str) -> RecordingInfo:
         """What a file dv-processing cannot open still tells: its header, and the events before its fault."""
@@ -62,7 +64,7 @@ class Aedat4Recording(Recording):
             raise EventFileError(path, f"cannot be opened as AEDAT 4.0 ({dv_error})")
         first = last = None
         try:
-            for packet in iter_event_packets(path):
+            for packet in iter_event_packets(path, header):
                 if len(packet):
                     first = int(packet["t"][0]) if first is None else first
                     last = int(packet["t"][-1])
@@ -106,7 +108,7 @@ class Aedat4Recording(Recording):
     def _sequential(self, chunk_events):
         """Yields each packet's events as a view on its decompressed memory (no copy)."""
         try:
-            packets = iter_event_packets(self._path) if self._decoded_here else self._dv_packets()
+            packets = iter_event_packets(self._path, self._header) if self._decoded_here else self._dv_packets()
             for packet in packets:
                 events = as_events(packet)
                 for begin in range(0, len(events), chunk_events):

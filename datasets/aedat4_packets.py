@@ -143,15 +143,15 @@ def _compressed_event_packets(file: BinaryIO, header: Header) -> Iterator[memory
         position += 8 + size
 
 
-def iter_event_packets(path: str | Path) -> Iterator[np.ndarray]:
+def iter_event_packets(path: str | Path, header: Header | None = None) -> Iterator[np.ndarray]:
     """Each events packet of the file in order, as a structured array (t, x, y, p: PACKET_EVENT_DTYPE).
 
     DECODE_THREADS threads decompress batches of packets, up to READ_AHEAD_BATCHES ahead of the caller. Raises
     PacketError at the first fault, after yielding every packet before it, and for a compression not in
-    DECODED_HERE.
+    DECODED_HERE. ``header``: the file's, when the caller has read it already.
     """
     with open(path, "rb") as file:
-        header = read_header(file)
+        header = header or read_header(file)
         if header.event_stream is None:
             return
         decompress = _decompressor(header.compression)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 EVENT_DTYPE = np.dtype(
@@ -99,3 +100,15 @@ def as_events(array: np.ndarray) -> np.ndarray:
 def concatenate(chunks: list[np.ndarray]) -> np.ndarray:
     # without dtype=, numpy 2 packs the fields into a new 13-byte layout
     return np.concatenate(chunks, dtype=EVENT_DTYPE) if chunks else empty_events()
+
+
+@numba.njit(cache=True, nogil=True)
+def first_fault(events, width, height, previous_t):
+    """Index of the first event outside the width x height sensor or earlier than its predecessor
+    (``previous_t`` before the first); -1 if none."""
+    for i in range(events.shape[0]):
+        e = events[i]
+        if np.uint32(np.int32(e.x)) >= width or np.uint32(np.int32(e.y)) >= height or e.t < previous_t:
+            return i
+        previous_t = e.t
+    return -1

@@ -23,6 +23,8 @@ from typing import Iterable, Iterator
 import numba
 import numpy as np
 
+from .events import first_fault
+
 COUNT_DTYPE = np.int16
 DONE, UNSORTED = -1, -2
 SCRATCH_EVENTS = 1 << 16  # events whose pixel indices are computed per pass; they stay in cache
@@ -67,20 +69,10 @@ def _pixel_indices(events, previous, table_x, table_y, width, height, pixels):
         else:  # clamped so that a faulty event reads inside the tables; it is reported below
             mapped_x, mapped_y = table_x[min(x, sensor_width - 1)], table_y[min(y, sensor_height - 1)]
             pixels[i] = (plane if e.p else 0) + mapped_y * width + mapped_x if (mapped_x | mapped_y) >= 0 else -1
-    return _first_fault(events, first_previous, sensor_width, sensor_height) if faulty else -1
-
-
-@numba.njit(cache=True, nogil=True)
-def _first_fault(events, previous, sensor_width, sensor_height):
-    """UNSORTED - i for the first event earlier than its predecessor, i for the first outside the sensor."""
-    for i in range(events.shape[0]):
-        e = events[i]
-        if e.t < previous:
-            return UNSORTED - i
-        previous = e.t
-        if np.uint32(np.int32(e.x)) >= sensor_width or np.uint32(np.int32(e.y)) >= sensor_height:
-            return i
-    return -1
+    if not faulty:
+        return -1
+    i = first_fault(events, sensor_width, sensor_height, first_previous)
+    return UNSORTED - i if events[i].t < (events[i - 1].t if i > 0 else first_previous) else i
 
 
 @numba.njit(cache=True, nogil=True)

@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numba
 import numpy as np
 
-from .events import EVENT_DTYPE, EventFileError, RecordingInfo, concatenate
+from .events import EVENT_DTYPE, EventFileError, RecordingInfo, concatenate, first_fault
 
 DEFAULT_CHUNK_EVENTS = 1 << 18  # 4 MB of events: decoding and checks stay in cache
 
@@ -45,17 +44,6 @@ def sensor_from_extent(max_x: int, max_y: int) -> tuple[int, int]:
     return (int(max_x) + 1, int(max_y) + 1)
 
 
-@numba.njit(cache=True, nogil=True)
-def _first_fault(events, width, height, previous_t):
-    """Index of the first event outside the sensor or earlier than its predecessor; -1 if none."""
-    for i in range(events.shape[0]):
-        e = events[i]
-        if np.uint32(np.int32(e.x)) >= width or np.uint32(np.int32(e.y)) >= height or e.t < previous_t:
-            return i
-        previous_t = e.t
-    return -1
-
-
 class Recording:
     """A recording open for streaming. Subclasses set ``info`` and implement ``_chunks``.
 
@@ -78,7 +66,7 @@ class Recording:
             chunk = _cut(chunk, start, end)
             if len(chunk) == 0:
                 continue
-            fault = _first_fault(chunk, self.info.width, self.info.height, previous_t)
+            fault = first_fault(chunk, self.info.width, self.info.height, previous_t)
             if fault >= 0:
                 raise EventFileError(self.info.path, self._describe_fault(chunk, fault, previous_t, total))
             previous_t = int(chunk["t"][-1])

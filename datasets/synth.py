@@ -90,20 +90,20 @@ class Scene:
     seed: int
 
 
-def random_scene(sensor_size, lighting_name: str, rng: np.random.Generator, body: Body | None = None, framing: str = "gesture") -> Scene:
+def random_scene(sensor_size, lighting_name: str, rng: np.random.Generator, body: Body | None = None,
+                 placement: Placement | None = None) -> Scene:
+    """A random look, background and lighting; ``placement`` defaults to DVS128 Gesture's framing."""
     width, height = sensor_size
     background_level = rng.uniform(0.2, 0.6)
     background = make_background(sensor_size, rng, level=background_level, contrast=rng.uniform(0.1, 0.5))
     clothing = background_level * float(rng.choice([rng.uniform(0.15, 0.5), rng.uniform(1.6, 2.6)]))
     look = Look(clothing=clothing, skin=rng.uniform(0.4, 0.9))
-    if framing == "gesture":
+    if placement is None:
         # DVS128 Gesture: head near the top third, upper body in the lower two thirds, arm circles
         # reaching the frame's edges
         side = min(width, height)
         height_px = side * rng.uniform(1.35, 1.7)
         placement = Placement(width / 2 + side * rng.uniform(-0.06, 0.06), height / 2 + side * rng.uniform(0.38, 0.5), height_px)
-    else:  # gait: the caller places the walker
-        placement = Placement(0.0, height * 0.6, height * 0.5)
     return Scene(
         sensor_size=tuple(sensor_size),
         background=background,
@@ -283,8 +283,8 @@ def gait_recording(subject: int, session: int, walk: int, seed: int, duration: f
     rng = np.random.default_rng([seed, subject, session, walk])
     gait = session_gait.varied(rng, 0.02)
     # lighting varies walk by walk in both sessions, so it never tells the sessions apart
-    scene = random_scene((128, 128), str(rng.choice(LIGHTINGS)), rng, body=gait.body, framing="gait")
-    scene = replace(scene, placement=walker_placement(gait, seed, session))
+    scene = random_scene((128, 128), str(rng.choice(LIGHTINGS)), rng, body=gait.body,
+                         placement=walker_placement(gait, seed, session))
     direction = int(rng.choice([-1, 1]))
     speed_px = walk_speed(gait) * scene.placement.height_px
     crossing = 128 + 0.6 * scene.placement.height_px

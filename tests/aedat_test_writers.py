@@ -1,6 +1,6 @@
 """Test-side AEDAT 3.1 and AEDAT 2.0 writers, built from the format description in
 shared/reference/event-data.md with struct and numpy only (no masnn code), so that the readers are
-checked against files their own code did not make.
+checked against files their own code did not make; AEDAT 4.0 files come from dv-processing's own writer.
 
 AEDAT 3.1: '#' header lines ending "\\r\\n" up to "#!END-HEADER", then packets: a 28-byte little-endian
 header (int16 eventType, int16 eventSource, int32 eventSize, int32 eventTSOffset, int32 eventTSOverflow,
@@ -258,3 +258,23 @@ def truncated_aedat31(tmp_path, cut_kind: str):
     path = tmp_path / "truncated.aedat"
     write_aedat31(path, [*full, extra], cut=cut)
     return path, x[:keep], y[:keep], t[:keep], p[:keep]
+
+
+# ----------------------------------------------------------------------------------------- AEDAT 4.0
+
+def write_dv(path, events: dict, camera="DVS128", size=(128, 128), breaks=(), compression="LZ4"):
+    """An AEDAT 4.0 file from dv-processing's own writer, one writeEvents call (one packet) per part;
+    ``events`` maps t, x, y, p to arrays, ``breaks`` are the indices where a new packet starts."""
+    import dv_processing as dv
+
+    config = dv.io.MonoCameraWriter.EventOnlyConfig(camera, size)
+    config.compression = getattr(dv.CompressionType, compression)
+    writer = dv.io.MonoCameraWriter(str(path), config)
+    columns = [np.asarray(events[k]).tolist() for k in "txyp"]
+    bounds = [0, *[b for b in breaks if b < len(columns[0])], len(columns[0])]
+    for begin, end in zip(bounds[:-1], bounds[1:]):
+        store = dv.EventStore()
+        for t, x, y, p in zip(*(c[begin:end] for c in columns)):
+            store.push_back(t, x, y, bool(p))
+        writer.writeEvents(store)
+    del writer  # the file is complete when the writer is destroyed

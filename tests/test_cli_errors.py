@@ -57,20 +57,12 @@ def test_truncated_aedat2_is_inspected_with_one_warning(tmp_path):
 
 
 def test_truncated_aedat4_is_inspected_with_one_warning(tmp_path):
-    import dv_processing as dv
-
     k = np.arange(2000)
     t = 1_700_000_000_000_000 + 100 * k
     full, cut = tmp_path / "full.aedat4", tmp_path / "cut.aedat4"
-    config = dv.io.MonoCameraWriter.EventOnlyConfig("DVXplorer", (320, 240))
-    config.compression = dv.CompressionType.NONE  # salvaged with or without liblz4
-    writer = dv.io.MonoCameraWriter(str(full), config)
-    for begin in range(0, 2000, 500):  # four packets
-        store = dv.EventStore()
-        for i in range(begin, begin + 500):
-            store.push_back(int(t[i]), int(k[i] % 320), int(k[i] % 240), bool(k[i] % 2))
-        writer.writeEvents(store)
-    del writer
+    events = {"t": t, "x": k % 320, "y": k % 240, "p": k % 2}
+    # four packets, uncompressed: salvaged with or without liblz4
+    aw.write_dv(full, events, "DVXplorer", (320, 240), breaks=(500, 1000, 1500), compression="NONE")
     data = full.read_bytes()
     cut.write_bytes(data[: len(data) * 3 // 5])
     result = inspect(cut, "--json")

@@ -60,21 +60,8 @@ def concat(chunks) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, EVENT_DTYPE)
 
 
-def write_dv(path, events: dict, camera="DVS128", size=(128, 128), breaks=(N // 4, N // 2, 3 * N // 4), compression="LZ4"):
-    """An AEDAT 4.0 file from dv-processing's own writer, one writeEvents call (one packet) per part."""
-    import dv_processing as dv
-
-    config = dv.io.MonoCameraWriter.EventOnlyConfig(camera, size)
-    config.compression = getattr(dv.CompressionType, compression)
-    writer = dv.io.MonoCameraWriter(str(path), config)
-    columns = [events[k].tolist() for k in "txyp"]
-    bounds = [0, *[b for b in breaks if b < len(columns[0])], len(columns[0])]
-    for begin, end in zip(bounds[:-1], bounds[1:]):
-        store = dv.EventStore()
-        for t, x, y, p in zip(*(c[begin:end] for c in columns)):
-            store.push_back(t, x, y, bool(p))
-        writer.writeEvents(store)
-    del writer  # the file is complete when the writer is destroyed
+def write_dv(path, events: dict, breaks=(N // 4, N // 2, 3 * N // 4), **options):
+    aw.write_dv(path, events, breaks=breaks, **options)
 
 
 def read_dv(path) -> dict:
