@@ -79,8 +79,7 @@ class WindowFramer:
                  connection: int = 0, newest_only: bool = True):
         self.framing, self.stride, self.connection, self.newest_only = framing, stride_frames, connection, newest_only
         self.steps, self.dt = framing.n_frames, framing.dt_us
-        spatial = framing.spatial_map(sensor_size)
-        self.tables = spatial.tables if spatial is not None else (None, None)
+        self.spatial = framing.spatial_map(sensor_size)
         width, height = framing.output_size(sensor_size)
         self.ring = np.zeros((self.steps, 2, height, width), COUNT_DTYPE)
         self.ring_events = np.zeros(self.steps, np.int64)
@@ -100,7 +99,7 @@ class WindowFramer:
         first_t = int(events["t"][0])
         if self.blocks is None:
             self.origin = first_t
-            self.blocks = _FrameBlocks(self.frame_size, self.tables, first_t, self.dt, 1, _count_cap(COUNT_DTYPE, None), COUNT_DTYPE)
+            self.blocks = _FrameBlocks(self.frame_size, self.spatial, first_t, self.dt, 1, _count_cap(COUNT_DTYPE, None), COUNT_DTYPE)
         elif first_t < self.last_t:
             raise UnsortedEvents(f"stream time went back from t={self.last_t} to t={first_t} us")
         self.last_t = int(events["t"][-1])

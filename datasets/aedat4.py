@@ -3,8 +3,8 @@
 dv-processing opens the file (resolution, camera, time range) and serves time selections through the file's
 packet index (getEventsTimeRange), so packets outside a selection are never decompressed. The whole-file
 read of an LZ4 or uncompressed file decodes the event packets itself (``aedat4_packets``): dv-processing holds
-the GIL while it decodes, and that decoder does not, so the next packets decompress while the caller frames
-this one. Only the event stream is read; frames, IMU and triggers are skipped.
+the GIL while it decodes, and that decoder does not, so the next packets decompress, and are checked, while
+the caller frames this one. Only the event stream is read; frames, IMU and triggers are skipped.
 
 A file dv-processing refuses because its end is missing (a recording cut short: no packet index, a packet cut
 in two) is read by ``aedat4_packets`` alone, up to the fault, with a warning (LZ4 and uncompressed files).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .aedat4_packets import DECODED_HERE, MAGIC, PacketError, iter_event_packets, read_header
+from .aedat4_packets import DECODED_HERE, MAGIC, PacketError, iter_event_batches, read_header
 from .events import EventFileError, RecordingInfo, TruncatedRecordingWarning, as_events
 from .readers import DEFAULT_CHUNK_EVENTS, Recording
 
@@ -63,11 +63,11 @@ class Aedat4Recording(Recording):
                 or (header.sensor_size or sensor_size) is None):
             raise EventFileError(path, f"cannot be opened as AEDAT 4.0 ({dv_error})")
         first = last = None
+        width, height = sensor_size or header.sensor_size
         try:
-            for packet in iter_event_packets(path, header):
-                if len(packet):
-                    first = int(packet["t"][0]) if first is None else first
-                    last = int(packet["t"][-1])
+            for events, _ in iter_event_batches(path, (width, height), header):
+                first = int(events["t"][0]) if first is None else first
+                last = int(events["t"][-1])
         except PacketError:
             pass  # reading the events warns about the fault
         else:
@@ -75,7 +75,6 @@ class Aedat4Recording(Recording):
                 f"{path}: dv-processing refuses the file ({dv_error}); its event packets were read without it"), stacklevel=4)
         if first is None:
             raise EventFileError(path, f"AEDAT 4.0 file is damaged before its first event ({dv_error})")
-        width, height = sensor_size or header.sensor_size
         return RecordingInfo(str(path), "AEDAT 4.0", int(width), int(height), header.camera, (first, last))
 
     def _dv_readable_name(self, path: Path) -> str:
@@ -94,25 +93,30 @@ class Aedat4Recording(Recording):
             self._alias_dir.cleanup()
             self._alias_dir = None
 
-    def _chunks(self, start, end, chunk_events=DEFAULT_CHUNK_EVENTS):
+    def _checked_chunks(self, start, end, chunk_events=DEFAULT_CHUNK_EVENTS):
         if start is None and end is None:
             yield from self._sequential(chunk_events)
         elif self._reader is None:  # no packet index to seek with: decode from the start; chunks() cuts
-            for events in self._sequential(chunk_events):
+            for events, checked in self._sequential(chunk_events):
                 if end is not None and events["t"][0] >= end:
                     return
-                yield events
+                yield events, checked
         else:
-            yield from self._selection(start, end, chunk_events)
+            for events in self._selection(start, end, chunk_events):
+                yield events, False
 
     def _sequential(self, chunk_events):
-        """Yields each packet's events as a view on its decompressed memory (no copy)."""
+        """Yields (events, checked) in file order: batches of packets decoded and checked here (see
+        ``iter_event_batches``), or dv-processing's packets, unchecked."""
         try:
-            packets = iter_event_packets(self._path, self._header) if self._decoded_here else self._dv_packets()
-            for packet in packets:
-                events = as_events(packet)
+            if self._decoded_here:
+                batches = iter_event_batches(self._path, (self.info.width, self.info.height), self._header)
+            else:
+                batches = ((packet, False) for packet in self._dv_packets())
+            for batch, checked in batches:
+                events = as_events(batch)
                 for begin in range(0, len(events), chunk_events):
-                    yield events[begin : begin + chunk_events]
+                    yield events[begin : begin + chunk_events], checked
         except (PacketError, RuntimeError) as e:
             warnings.warn(
                 TruncatedRecordingWarning(f"{self.info.path}: stops decoding ({_first_line(e)}); kept the events before it"),

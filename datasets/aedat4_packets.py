@@ -1,9 +1,10 @@
 """AEDAT 4.0 event packets decoded without dv-processing, for the whole-file read that framing does.
 
-Why: dv-processing decodes holding the GIL, so nothing overlaps its decode in-process. ``lz4_frame`` does not
-hold it, so two threads here decompress the next packets while the caller frames this one. Files compressed
-with LZ4 (DV's default; where liblz4 is found) or not at all are decoded here; others are left to
-dv-processing.
+Why: dv-processing decodes holding the GIL, so nothing overlaps its decode in-process. Here one compiled call
+per batch of packets decompresses them (liblz4, see ``lz4_frame``), copies their events into one array and
+checks them, all without the GIL, so two threads decode the next batches while the caller frames this one.
+Files compressed with LZ4 (DV's default; where liblz4 is found) or not at all are decoded here; others are
+left to dv-processing.
 
 Layout (iniVation's AEDAT 4.0 format): "#!AER-DAT4.0\\r\\n", an int32 length and an IOHeader flatbuffer
 (compression, dataTablePosition, infoNode: an XML tree naming each stream and its type), then packets: an
@@ -15,25 +16,31 @@ from __future__ import annotations
 
 import mmap
 import struct
+import sys
+import threading
 import xml.etree.ElementTree as ElementTree
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+import numba
 import numpy as np
 
 from . import lz4_frame
+from .events import EVENT_DTYPE, first_fault
 
 MAGIC = b"#!AER-DAT4.0\r\n"
 NONE, LZ4, LZ4_HIGH, ZSTD, ZSTD_HIGH = range(5)
-PACKET_EVENT_DTYPE = np.dtype({"names": ["t", "x", "y", "p"], "formats": ["<i8", "<i2", "<i2", "u1"],
-                               "offsets": [0, 8, 10, 12], "itemsize": 16})
+EVENT_BYTES = 16  # an event in a packet: masnn's EVENT_DTYPE has the same layout
 DECODED_HERE = (NONE, LZ4, LZ4_HIGH) if lz4_frame.AVAILABLE else (NONE,)
 DECODE_THREADS = 2
 BATCH_BYTES = 1 << 20  # compressed bytes handed to a decoding thread at once
 READ_AHEAD_BATCHES = 3
+SCRATCH_BYTES = 1 << 20  # a decompressed packet, before its events are copied out; grown when too small
+OUT_BYTES = 4 << 20  # a batch's events; a batch that decompresses to more fills several
 
 
 class PacketError(ValueError):
@@ -101,33 +108,143 @@ def _event_stream(xml: str) -> tuple[int | None, tuple[int, int] | None, str]:
     return None, None, ""
 
 
-def _decompressor(compression: int):
-    if compression in (LZ4, LZ4_HIGH) and lz4_frame.AVAILABLE:
-        return lz4_frame.decompress
-    if compression == NONE:
-        return bytes  # a copy: the events outlive the file's mapping
-    raise PacketError(f"compression {compression} is not decoded here")
+_memcpy = numba.types.ExternalFunction("memcpy", numba.types.uintp(*[numba.types.uintp] * 3))  # addresses as integers
+# _decode_packets' outcomes
+DECODED, CORRUPT, NOT_EVENTS, MALFORMED, CUT_SHORT, SCRATCH_FULL, OUT_FULL = range(7)
+FAULTS = {
+    CORRUPT: "a packet does not decompress (corrupt LZ4 data)",
+    NOT_EVENTS: "an events packet without the EVTS identifier",
+    MALFORMED: "malformed events packet",
+    CUT_SHORT: "an events packet claims more events than it holds",
+}
 
 
-def decode_events(data) -> np.ndarray:
-    """The events of one decompressed packet, a read-only view on ``data``."""
-    try:
-        buffer = memoryview(data)[4:]  # after the size prefix
-        if bytes(buffer[4:8]) != b"EVTS":
-            raise PacketError("an events packet without the EVTS identifier")
-        vector = _follow(buffer, _field_positions(buffer, _follow(buffer, 0))[0])
-        (count,) = struct.unpack_from("<I", buffer, vector)
-    except (struct.error, IndexError) as e:
-        raise PacketError(f"malformed events packet ({e})") from None
-    if vector + 4 + count * PACKET_EVENT_DTYPE.itemsize > len(buffer):
-        raise PacketError(f"events packet claims {count} events but is cut short")
-    return np.frombuffer(buffer, PACKET_EVENT_DTYPE, count, vector + 4)
+@numba.njit(cache=True, nogil=True)
+def _unsigned(buffer, position, size):
+    value = 0
+    for i in range(size):
+        value |= np.int64(buffer[position + i]) << (8 * i)
+    return value
 
 
-def _compressed_event_packets(file: BinaryIO, header: Header) -> Iterator[memoryview]:
-    """The events packets' bodies, views on the file mapped into memory: no copy, no read call per packet."""
-    # no close here: the views handed out keep the mapping alive, and it closes when the last one goes
-    data = memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
+@numba.njit(cache=True, nogil=True)
+def _events_vector(packet, n):
+    """(status, first byte, count) of the events in a decompressed packet's first n bytes: a size prefix, then
+    a flatbuffer whose root table's first field is the events vector. Every offset is checked before it is
+    followed, so a corrupt packet cannot send the reads outside the packet."""
+    if n < 12:
+        return MALFORMED, 0, 0
+    if packet[8] != ord("E") or packet[9] != ord("V") or packet[10] != ord("T") or packet[11] != ord("S"):
+        return NOT_EVENTS, 0, 0
+    root = 4 + _unsigned(packet, 4, 4)
+    if root + 4 > n:
+        return MALFORMED, 0, 0
+    vtable = root - np.int64(np.int32(_unsigned(packet, root, 4)))
+    if vtable < 4 or vtable + 4 > n:
+        return MALFORMED, 0, 0
+    if _unsigned(packet, vtable, 2) < 6 or vtable + 6 > n:
+        return DECODED, 0, 0  # no field: no events
+    field_offset = _unsigned(packet, vtable + 4, 2)
+    if field_offset == 0:
+        return DECODED, 0, 0
+    field = root + field_offset
+    if field + 4 > n:
+        return MALFORMED, 0, 0
+    vector = field + _unsigned(packet, field, 4)
+    if vector + 4 > n:
+        return MALFORMED, 0, 0
+    count = _unsigned(packet, vector, 4)
+    if vector + 4 + count * EVENT_BYTES > n:
+        return CUT_SHORT, 0, count
+    return DECODED, vector + 4, count
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_packets(file, offsets, sizes, context, scratch, out, out_events, width, height):
+    """Decodes the packets file[offsets[k] : offsets[k] + sizes[k]] in order, their events one after another
+    into ``out`` (``out_events``: the same memory as events). LZ4 frames with ``context`` (a liblz4 context's
+    address), uncompressed with None (numba then compiles a version without liblz4). Returns (status, packets decoded, events written, whether those are
+    in time order and inside width x height). Stops at a fault, or before a packet that fills ``scratch`` or
+    does not fit ``out``; all without the GIL."""
+    sizes_io = np.empty(2, np.uintp)  # LZ4F_decompress' in-out sizes: output then input
+    written, checked, previous = 0, True, np.iinfo(np.int64).min
+    for k in range(offsets.shape[0]):
+        if context is not None:
+            sizes_io[0], sizes_io[1] = scratch.shape[0], sizes[k]
+            status = lz4_frame.lz4f_decompress(context, scratch.ctypes.data, sizes_io.ctypes.data,
+                                               file.ctypes.data + np.uintp(offsets[k]), sizes_io.ctypes.data + 8, 0)
+            if status != 0 or sizes_io[1] != sizes[k]:
+                full = status > 0 and sizes_io[0] == scratch.shape[0]
+                return (SCRATCH_FULL if full else CORRUPT), k, written, checked
+            status, start, count = _events_vector(scratch, sizes_io[0])
+            source = scratch.ctypes.data + np.uintp(start)
+        else:
+            status, start, count = _events_vector(file[offsets[k] : offsets[k] + sizes[k]], sizes[k])
+            source = file.ctypes.data + np.uintp(offsets[k] + start)
+        if status != DECODED:
+            return status, k, written, checked
+        if (written + count) * EVENT_BYTES > out.shape[0]:
+            return OUT_FULL, k, written, checked
+        # libc's memcpy: numba copies an array slice byte by byte, and that took as long as the decompression
+        _memcpy(out.ctypes.data + np.uintp(written * EVENT_BYTES), source, np.uintp(count * EVENT_BYTES))
+        if checked and count:  # while the events are in cache
+            checked = first_fault(out_events[written : written + count], width, height, previous) < 0
+            previous = out_events[written + count - 1].t
+        written += count
+    return DECODED, offsets.shape[0], written, checked
+
+
+class _RecycledBuffers:
+    """Memory for decoded batches, reused once the caller holds no view on it.
+
+    Why: a new buffer per batch is new memory from the system, and faulting its pages in cost a fifth of the
+    decode. Every view on a buffer refers to it, so a buffer that only this pool refers to is free again. At
+    most ``keep`` are pooled; more (a caller keeping many batches) are left to the garbage collector.
+    """
+
+    def __init__(self, keep: int):
+        self._buffers: list[np.ndarray] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> np.ndarray:
+        with self._lock:
+            for buffer in self._buffers:
+                # referred to by the list, the loop's name and getrefcount's argument: nothing else holds it
+                if buffer.size >= size and sys.getrefcount(buffer) <= 3:
+                    return buffer
+            buffer = np.empty(-(-size // BATCH_BYTES) * BATCH_BYTES, np.uint8)
+            if len(self._buffers) < self._keep:
+                self._buffers.append(buffer)
+            return buffer
+
+
+def _decode_batch(file, offsets, sizes, compressed, sensor_size, buffers) -> tuple[list[tuple[np.ndarray, bool]], PacketError | None]:
+    """A batch of packets' events as (events, checked) arrays, and the fault that stopped it (None: all decoded)."""
+    arrays, first, scratch_bytes, out_bytes = [], 0, SCRATCH_BYTES, OUT_BYTES
+    while first < len(offsets):
+        scratch = buffers.take(scratch_bytes) if compressed else np.empty(0, np.uint8)
+        out = buffers.take(out_bytes)
+        with lz4_frame.DecompressionContext() if compressed else nullcontext() as context:
+            status, decoded, written, checked = _decode_packets(
+                file, offsets[first:], sizes[first:], context.address if compressed else None, scratch, out,
+                out.view(EVENT_DTYPE), *sensor_size)
+        if written:
+            events = out[: written * EVENT_BYTES].view(EVENT_DTYPE)
+            events.flags.writeable = False
+            arrays.append((events, checked))
+        first += decoded
+        if status == SCRATCH_FULL:
+            scratch_bytes *= 4
+        elif status == OUT_FULL:
+            out_bytes = out_bytes if decoded else 2 * out_bytes  # one packet larger than the buffer
+        elif status != DECODED:
+            return arrays, PacketError(FAULTS[status])
+    return arrays, None
+
+
+def _event_packet_places(data, header: Header) -> Iterator[tuple[int, int]]:
+    """(offset, size) of each events packet's body in the file's bytes; PacketError where a packet is cut."""
     end = len(data) if header.data_table_position <= 0 else min(header.data_table_position, len(data))
     position = header.packets_start
     while position < end:
@@ -139,70 +256,63 @@ def _compressed_event_packets(file: BinaryIO, header: Header) -> Iterator[memory
         if position + 8 + size > len(data):
             raise PacketError(f"the packet at byte {position} is cut short ({len(data) - position - 8} of {size} bytes)")
         if stream == header.event_stream:
-            yield data[position + 8 : position + 8 + size]
+            yield position + 8, size
         position += 8 + size
 
 
-def iter_event_packets(path: str | Path, header: Header | None = None) -> Iterator[np.ndarray]:
-    """Each events packet of the file in order, as a structured array (t, x, y, p: PACKET_EVENT_DTYPE).
+def iter_event_batches(path: str | Path, sensor_size: tuple[int, int], header: Header | None = None) -> Iterator[tuple[np.ndarray, bool]]:
+    """The file's events in order, in arrays of several packets each (EVENT_DTYPE, read-only), each with
+    whether it was found in time order and inside ``sensor_size`` (width, height) while decoding; False leaves
+    the check, and saying what is wrong, to the caller.
 
-    DECODE_THREADS threads decompress batches of packets, up to READ_AHEAD_BATCHES ahead of the caller. Raises
-    PacketError at the first fault, after yielding every packet before it, and for a compression not in
+    DECODE_THREADS threads decode batches of packets, up to READ_AHEAD_BATCHES ahead of the caller. Raises
+    PacketError at the first fault, after yielding every event before it, and for a compression not in
     DECODED_HERE. ``header``: the file's, when the caller has read it already.
     """
     with open(path, "rb") as file:
         header = header or read_header(file)
         if header.event_stream is None:
             return
-        decompress = _decompressor(header.compression)
+        if header.compression not in DECODED_HERE:
+            raise PacketError(f"compression {header.compression} is not decoded here")
+        data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    file_bytes = np.frombuffer(data, np.uint8)
+    compressed = header.compression != NONE
+    buffers = _RecycledBuffers(keep=2 * (READ_AHEAD_BATCHES + DECODE_THREADS + 1))
+    with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="masnn-aedat4") as pool:
+        pending, batch, batch_bytes, read_fault = deque(), [], 0, None
 
-        def decode(bodies: list) -> tuple[list[np.ndarray], PacketError | None]:
-            """The batch's packets' events, and the fault that stopped it (None: all decoded)."""
-            packets, fault = [], None
-            for body in bodies:
-                try:
-                    packets.append(decode_events(decompress(body)))
-                except PacketError as e:
-                    fault = e
-                except Exception as e:  # the codecs raise their own types on corrupt data
-                    fault = PacketError(f"a packet does not decompress ({e})")
-                if fault is not None:
-                    break
-            return packets, fault
+        def submit():
+            nonlocal batch, batch_bytes
+            offsets, sizes = np.array(batch, np.int64).reshape(-1, 2).T
+            pending.append(pool.submit(_decode_batch, file_bytes, offsets, sizes, compressed, sensor_size, buffers))
+            batch, batch_bytes = [], 0
 
-        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="masnn-aedat4") as pool:
-            pending, batch, batch_bytes = deque(), [], 0
+        def collect():
+            arrays, fault = pending.popleft().result()
+            yield from arrays
+            if fault is not None:
+                raise fault
 
-            def submit():
-                nonlocal batch, batch_bytes
-                pending.append(pool.submit(decode, batch))
-                batch, batch_bytes = [], 0
-
-            bodies, read_fault = _compressed_event_packets(file, header), None
-            while True:
-                try:
-                    body = next(bodies)
-                except StopIteration:
-                    break
-                except PacketError as e:
-                    read_fault = e  # the file cuts a packet short: the packets before it are still yielded
-                    break
-                # batches of packets: one hand-over per batch costs far less than one per packet
-                batch.append(body)
-                batch_bytes += len(body)
-                if batch_bytes >= BATCH_BYTES:
-                    submit()
-                if len(pending) > READ_AHEAD_BATCHES:
-                    packets, fault = pending.popleft().result()
-                    yield from packets
-                    if fault is not None:
-                        raise fault
-            if batch:
+        places = _event_packet_places(data, header)
+        while True:
+            try:
+                offset, size = next(places)
+            except StopIteration:
+                break
+            except PacketError as e:
+                read_fault = e  # the file cuts a packet short: the events before it are still yielded
+                break
+            # batches of packets: one hand-over per batch costs far less than one per packet
+            batch.append((offset, size))
+            batch_bytes += size
+            if batch_bytes >= BATCH_BYTES:
                 submit()
-            while pending:
-                packets, fault = pending.popleft().result()
-                yield from packets
-                if fault is not None:
-                    raise fault
-            if read_fault is not None:
-                raise read_fault
+            if len(pending) > READ_AHEAD_BATCHES:
+                yield from collect()
+        if batch:
+            submit()
+        while pending:
+            yield from collect()
+        if read_fault is not None:
+            raise read_fault

@@ -45,36 +45,34 @@ def _lower_bound(events, t, lo, hi):
 
 
 @numba.njit(cache=True, nogil=True)
-def _pixel_indices(events, previous, table_x, table_y, width, height, pixels):
-    """pixels[i] = p * H * W + y * W + x of each event after the tables' mapping (-1: dropped).
+def _pixel_indices(events, previous, width, height, pixels):
+    """pixels[i] = p * H * W + y * W + x of each event.
 
     Returns -1, UNSORTED - i for the first event earlier than its predecessor (``previous`` before the
-    first), or the index of the first event outside the tables' sensor. Tables of None keep pixels as
-    they are, checked against width/height; numba compiles that case separately, without the lookups.
-    The loop has no early exit, so it compiles to vector code; faults are located afterwards.
+    first), or the index of the first event outside the width x height sensor. The loop has no early exit
+    and no lookup, so it compiles to vector code; faults are located afterwards.
     """
     plane = height * width
-    if table_x is None:
-        sensor_width, sensor_height = width, height
-    else:
-        sensor_width, sensor_height = table_x.shape[0], table_y.shape[0]
     first_previous = previous
     faulty = False
     for i in range(events.shape[0]):
         e = events[i]
-        # unsigned: one comparison per bound, and table indices numba need not wrap around
-        x, y = np.uint32(np.int32(e.x)), np.uint32(np.int32(e.y))
-        faulty |= (e.t < previous) | (x >= sensor_width) | (y >= sensor_height)
+        x, y = np.uint32(np.int32(e.x)), np.uint32(np.int32(e.y))  # unsigned: one comparison per bound
+        faulty |= (e.t < previous) | (x >= width) | (y >= height)
         previous = e.t
-        if table_x is None:
-            pixels[i] = (plane if e.p else 0) + y * width + x
-        else:  # clamped so that a faulty event reads inside the tables; it is reported below
-            mapped_x, mapped_y = table_x[min(x, sensor_width - 1)], table_y[min(y, sensor_height - 1)]
-            pixels[i] = (plane if e.p else 0) + mapped_y * width + mapped_x if (mapped_x | mapped_y) >= 0 else -1
+        pixels[i] = (plane if e.p else 0) + y * width + x
     if not faulty:
         return -1
-    i = first_fault(events, sensor_width, sensor_height, first_previous)
+    i = first_fault(events, width, height, first_previous)
     return UNSORTED - i if events[i].t < (events[i - 1].t if i > 0 else first_previous) else i
+
+
+@numba.njit(cache=True, nogil=True)
+def _map_pixels(pixels, table):
+    """Sensor pixels -> output pixels (-1: cropped away). A separate pass: folded into the one above, the
+    lookups keep it from vectorising and it runs at less than half the speed of both passes together."""
+    for i in range(pixels.shape[0]):
+        pixels[i] = table[pixels[i]]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -110,12 +108,14 @@ def _first_unsorted(events, begin):
     return -1
 
 
+def uncleared_frames(shape, dtype) -> np.ndarray:
+    """Memory for frames that the count pass clears as it reaches them (tests make it hold garbage)."""
+    return np.empty(shape, dtype)
+
+
 def first_index_at_or_after(events, t) -> int:
     """Binary search on time-sorted events, without copying the strided t column."""
     return int(_lower_bound(events, t, 0, len(events)))
-
-
-NO_MAPPING = (None, None)
 
 
 class UnsortedEvents(ValueError):
@@ -128,7 +128,7 @@ def _count_cap(dtype, clip: int | None) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_events_kernel(events, begin, edges, table_x, table_y, cap, out, cleared):
+def _add_events_kernel(events, begin, edges, sensor_width, sensor_height, pixel_table, cap, out, cleared):
     """Returns (status, index, cleared): DONE and the first event at or after edges[-1], UNSORTED and an
     event earlier than its predecessor, or (index, index) for an event outside the sensor; and the count of
     leading frames of ``out`` now cleared (see _count_frames)."""
@@ -142,28 +142,31 @@ def _add_events_kernel(events, begin, edges, table_x, table_y, cap, out, cleared
     pixels = np.empty(min(hi - lo, SCRATCH_EVENTS), dtype=np.int32)
     for block in range(lo, hi, SCRATCH_EVENTS):  # cache-sized blocks: pixel indices, then counts
         block_end = min(block + SCRATCH_EVENTS, hi)
-        status = _pixel_indices(events[block:block_end], events[max(block - 1, lo)].t, table_x, table_y, out.shape[3], out.shape[2], pixels)
+        status = _pixel_indices(events[block:block_end], events[max(block - 1, lo)].t, sensor_width, sensor_height, pixels)
         if status <= UNSORTED:
             return UNSORTED, block + UNSORTED - status, cleared
         if status >= 0:
             return block + status, block + status, cleared
+        if pixel_table is not None:  # numba compiles the case without a table separately
+            _map_pixels(pixels[: block_end - block], pixel_table)
         cleared = _count_frames(events, block, block_end, edges, pixels, cap, out, cleared)
     return DONE, hi, cleared
 
 
-def _add_events(events, begin, edges, tables, cap, out, cleared) -> tuple[int, int]:
-    """Adds events[begin:] falling within edges to ``out``, whose frames from ``cleared`` on are not yet
-    cleared; raises on unsorted events or pixels outside the sensor; returns the index of the first event
-    at or after edges[-1] and the new count of cleared frames.
+def _add_events(events, begin, edges, spatial, cap, out, cleared) -> tuple[int, int]:
+    """Adds events[begin:] falling within edges to ``out``, through ``spatial`` (a SpatialMap, or None where
+    the events' pixels are the frames'); frames from ``cleared`` on are not yet cleared. Raises on unsorted
+    events or pixels outside the sensor; returns the index of the first event at or after edges[-1] and the
+    new count of cleared frames.
 
     Two tight compiled passes (pixel indices, then counts) run about twice as fast as one pass doing both.
     """
-    status, index, cleared = _add_events_kernel(events, begin, edges, tables[0], tables[1], cap, out, cleared)
+    sensor = (out.shape[3], out.shape[2]) if spatial is None else spatial.sensor_size
+    table = None if spatial is None else spatial.pixel_table
+    status, index, cleared = _add_events_kernel(events, begin, edges, *sensor, table, cap, out, cleared)
     if status == UNSORTED:
         raise UnsortedEvents(f"events are not in time order (event {index})")
     if status >= 0:
-        height, width = out.shape[2], out.shape[3]
-        sensor = (width, height) if tables[0] is None else (len(tables[0]), len(tables[1]))
         x, y = int(events["x"][index]), int(events["y"][index])
         raise ValueError(f"event at (x={x}, y={y}) lies outside the {sensor[0]}x{sensor[1]} sensor")
     return index, cleared
@@ -173,10 +176,10 @@ def accumulate_frames(events, edges, sensor_size, clip=None, dtype=COUNT_DTYPE) 
     """Frames for the time bins [edges[k], edges[k + 1]); ``events`` must be sorted by time."""
     width, height = sensor_size
     edges = np.asarray(edges, dtype=np.int64)
-    frames = np.empty((len(edges) - 1, 2, height, width), dtype=dtype)
+    frames = uncleared_frames((len(edges) - 1, 2, height, width), dtype)
     cleared = 0
     if len(events) and len(frames):
-        stop, cleared = _add_events(events, 0, edges, NO_MAPPING, _count_cap(dtype, clip), frames, cleared)
+        stop, cleared = _add_events(events, 0, edges, None, _count_cap(dtype, clip), frames, cleared)
         if _first_unsorted(events, stop) >= 0:
             raise UnsortedEvents("events are not in time order")
     frames[cleared:] = 0
@@ -232,7 +235,7 @@ def frames_by_event_count(events, sensor_size, event_count, include_incomplete=F
     n_frames = -(-n // event_count) if include_incomplete else n // event_count
     if 0 < n < event_count:  # as tonic: a sample shorter than one frame still makes one frame
         n_frames = 1
-    frames = np.empty((n_frames, 2, sensor_size[1], sensor_size[0]), dtype=dtype)
+    frames = uncleared_frames((n_frames, 2, sensor_size[1], sensor_size[0]), dtype)
     cleared = 0
     # Stream order, not time order, defines these frames: give each event its own tick as the "time".
     ticks = np.zeros(n, dtype=events.dtype)
@@ -240,7 +243,7 @@ def frames_by_event_count(events, sensor_size, event_count, include_incomplete=F
     ticks["t"] = np.arange(n)
     if n_frames:
         edges = np.arange(n_frames + 1, dtype=np.int64) * event_count
-        _, cleared = _add_events(ticks, 0, edges, NO_MAPPING, _count_cap(dtype, clip), frames, cleared)
+        _, cleared = _add_events(ticks, 0, edges, None, _count_cap(dtype, clip), frames, cleared)
     frames[cleared:] = 0
     return frames
 
@@ -302,7 +305,6 @@ def iter_time_frames(
     ``spatial`` (a SpatialMap from ``sensor_size``) maps pixels inside the same pass; the frames then
     have the map's output size.
     """
-    tables = spatial.tables if spatial is not None else NO_MAPPING
     frame_size = spatial.size if spatial is not None else sensor_size
     blocks = None
     last_t = None
@@ -314,12 +316,12 @@ def iter_time_frames(
         last_t = int(chunk["t"][-1])
         if blocks is None:
             start = int(chunk["t"][0]) if start is None else start
-            blocks = _FrameBlocks(frame_size, tables, start, time_window, block_frames, _count_cap(dtype, clip), dtype)
+            blocks = _FrameBlocks(frame_size, spatial, start, time_window, block_frames, _count_cap(dtype, clip), dtype)
         if end is not None:
             chunk = chunk[: first_index_at_or_after(chunk, end)]
         yield from blocks.add(chunk[first_index_at_or_after(chunk, start) :])
     if end is not None and start is not None:
-        blocks = blocks or _FrameBlocks(frame_size, tables, start, time_window, block_frames, 0, dtype)
+        blocks = blocks or _FrameBlocks(frame_size, spatial, start, time_window, block_frames, 0, dtype)
         yield from blocks.finish((end - 1 - start) // time_window)
     elif blocks is not None and blocks.last_frame >= 0:
         yield from blocks.finish(blocks.last_frame)
@@ -328,9 +330,9 @@ def iter_time_frames(
 class _FrameBlocks:
     """The block of frames being filled by ``iter_time_frames``; frames before ``block_start`` are out."""
 
-    def __init__(self, frame_size, tables, start, time_window, block_frames, cap, dtype):
+    def __init__(self, frame_size, spatial, start, time_window, block_frames, cap, dtype):
         self.width, self.height = frame_size
-        self.tables = tables
+        self.spatial = spatial
         self.start, self.time_window, self.block_frames = start, time_window, block_frames
         self.cap, self.dtype = cap, dtype
         self.block_start = 0
@@ -359,11 +361,11 @@ class _FrameBlocks:
         while begin < len(chunk):
             yield from self._advance_to((int(chunk["t"][begin]) - self.start) // self.time_window)
             if self.block is None:
-                self.block = np.empty((self.block_frames, 2, self.height, self.width), dtype=self.dtype)
+                self.block = uncleared_frames((self.block_frames, 2, self.height, self.width), self.dtype)
                 self.cleared = 0
             frames = np.arange(self.block_start, self.block_start + self.block_frames + 1, dtype=np.int64)
             edges = self.start + frames * self.time_window
-            stop, self.cleared = _add_events(chunk, begin, edges, self.tables, self.cap, self.block, self.cleared)
+            stop, self.cleared = _add_events(chunk, begin, edges, self.spatial, self.cap, self.block, self.cleared)
             self.last_frame = (int(chunk["t"][stop - 1]) - self.start) // self.time_window
             begin = stop
 

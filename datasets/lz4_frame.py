@@ -1,26 +1,22 @@
-"""LZ4 frame decompression through the system's liblz4 (ctypes), which releases the GIL.
+"""LZ4 frame decompression through the system's liblz4, callable from compiled (numba) code.
 
 Why not python-lz4: AEDAT 4.0 packets are LZ4 frames that do not state their decompressed size, so
 python-lz4 grows its output step by step and holds the GIL between steps; two threads decompressing took
-longer than one. Here the block sizes bound the output first, then liblz4 decodes the frame into it in one
-call, during which other threads run. ``AVAILABLE`` is False where no liblz4 with the frame API is found;
-callers then leave the file to dv-processing.
+longer than one. Here liblz4's frame decoder is declared to numba as an external function, so that one
+compiled call decodes a whole batch of packets without the GIL. ``AVAILABLE`` is False where no liblz4 with
+the frame API is found; callers then leave the file to dv-processing.
 
-Frame layout (LZ4 frame specification): magic 0x184D2204, FLG and BD bytes, an optional 8-byte content size
-and 4-byte dictionary id, a header checksum byte, then blocks: a 4-byte little-endian size (high bit: stored
-uncompressed), the data, an optional 4-byte checksum; a zero size ends the frame, and an optional 4-byte
-content checksum follows.
+The C function is called with every pointer passed as an integer (an address): that is how both x86-64 and
+AArch64 pass pointers, and it lets compiled code hand over array addresses without pointer types.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import struct
 
-import numpy as np
+import llvmlite.binding
+from numba import types
 
-MAGIC = 0x184D2204
-BLOCK_MAX = {4: 1 << 16, 5: 1 << 18, 6: 1 << 20, 7: 1 << 22}  # by BD's block size id
 LZ4F_VERSION = 100
 
 
@@ -31,10 +27,9 @@ def _load_liblz4():
         if lib is not None:
             lib.LZ4F_createDecompressionContext.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_uint]
             lib.LZ4F_freeDecompressionContext.argtypes = [ctypes.c_void_p]
-            lib.LZ4F_decompress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
-                                            ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p]
-            lib.LZ4F_decompress.restype = ctypes.c_size_t
-    except (OSError, AttributeError):  # no loadable library, or one older than the frame API
+            lib.LZ4F_decompress  # noqa: B018 - the frame API must be there
+            llvmlite.binding.load_library_permanently(name)  # so that compiled code finds the symbol
+    except (OSError, AttributeError, RuntimeError):  # no loadable library, or one older than the frame API
         lib = None
     return lib
 
@@ -42,37 +37,21 @@ def _load_liblz4():
 LIBLZ4 = _load_liblz4()
 AVAILABLE = LIBLZ4 is not None
 
-
-def decompressed_bound(data) -> int:
-    """An upper bound of the frame's decompressed size: its block count times the block size."""
-    try:
-        magic, flags, bd = struct.unpack_from("<IBB", data, 0)
-        if magic != MAGIC or flags >> 6 != 1 or (bd >> 4) & 7 not in BLOCK_MAX:
-            raise ValueError("not an LZ4 frame")
-        block_max = BLOCK_MAX[(bd >> 4) & 7]
-        i = 7 + (8 if flags & 8 else 0) + (4 if flags & 1 else 0)
-        blocks = 0
-        while (size := struct.unpack_from("<I", data, i)[0] & 0x7FFFFFFF) != 0:
-            i += 4 + size + (4 if flags & 16 else 0)
-            blocks += 1
-    except struct.error:
-        raise ValueError("an LZ4 frame cut short") from None
-    return blocks * block_max
+# LZ4F_decompress(context, dst, &dst_size, src, &src_size, options): on return dst_size holds the bytes
+# written and src_size the bytes read; the result is 0 once the frame is complete, a hint of the input still
+# expected, or an error code: (size_t)-code, negative as a signed integer.
+lz4f_decompress = types.ExternalFunction("LZ4F_decompress", types.intp(*[types.uintp] * 6))
 
 
-def decompress(data) -> np.ndarray:
-    """The decompressed bytes of one LZ4 frame as a uint8 array. Raises ValueError on corrupt data."""
-    source = np.frombuffer(data, np.uint8)
-    out = np.empty(decompressed_bound(data), np.uint8)
-    context = ctypes.c_void_p()
-    if LIBLZ4.LZ4F_createDecompressionContext(ctypes.byref(context), LZ4F_VERSION) != 0:
-        raise MemoryError("liblz4 cannot create a decompression context")
-    try:
-        written, read = ctypes.c_size_t(out.size), ctypes.c_size_t(source.size)
-        status = LIBLZ4.LZ4F_decompress(context, out.ctypes.data, ctypes.byref(written), source.ctypes.data,
-                                        ctypes.byref(read), None)
-    finally:
-        LIBLZ4.LZ4F_freeDecompressionContext(context)
-    if status != 0 or read.value != source.size:  # 0: the frame is complete; else an error code or a hint
-        raise ValueError("corrupt LZ4 data")
-    return out[: written.value]
+class DecompressionContext:
+    """One liblz4 decompression context (a frame decoder's state), freed on exit; ``address`` for compiled code."""
+
+    def __enter__(self):
+        self._context = ctypes.c_void_p()
+        if LIBLZ4.LZ4F_createDecompressionContext(ctypes.byref(self._context), LZ4F_VERSION) != 0:
+            raise MemoryError("liblz4 cannot create a decompression context")
+        self.address = self._context.value
+        return self
+
+    def __exit__(self, *exc):
+        LIBLZ4.LZ4F_freeDecompressionContext(self._context)

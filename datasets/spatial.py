@@ -9,6 +9,7 @@ output, pixel bins differ in width by at most one sensor pixel (floor((x - x0) *
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -66,6 +67,15 @@ class SpatialMap:
     def tables(self) -> tuple[np.ndarray, np.ndarray]:
         """Output x of each sensor column and output y of each sensor row (-1: cropped away)."""
         return self._tables
+
+    @cached_property
+    def pixel_table(self) -> np.ndarray:
+        """Output pixel p * H * W + y * W + x of each sensor pixel p * sensor_H * sensor_W + y * sensor_W + x
+        (-1: cropped away), int32: one lookup per event, for the framing kernel."""
+        table_x, table_y = (table.astype(np.int32) for table in self._tables)
+        width, height = self.size
+        plane = np.where((table_y[:, None] >= 0) & (table_x[None, :] >= 0), table_y[:, None] * width + table_x[None, :], -1)
+        return np.concatenate([plane.ravel(), np.where(plane >= 0, plane + width * height, -1).ravel()]).astype(np.int32)
 
     @property
     def crop_box(self) -> tuple[int, int, int, int]:

@@ -17,20 +17,17 @@ from masnn.datasets.framing import ToFrames, frames_by_time, iter_time_frames
 
 W, H = 16, 12  # non-square on purpose
 INT16_MAX = np.iinfo(np.int16).max
-_uninitialised = np.empty
 
 
 @pytest.fixture(autouse=True)
 def garbage_in_fresh_memory(monkeypatch):
     """Framing allocates frames uncleared and clears each when it first counts into it. Fresh memory from the
-    system is zero anyway, which would hide a frame left uncleared: here np.empty returns garbage."""
+    system is zero anyway, which would hide a frame left uncleared: here that memory holds garbage."""
 
-    def garbage(shape, dtype=float, *args, **kwargs):
-        array = _uninitialised(shape, dtype, *args, **kwargs)
-        array.view(np.uint8)[...] = 0x5A
-        return array
+    def garbage(shape, dtype):
+        return np.full(shape, 0x5A, dtype)
 
-    monkeypatch.setattr(np, "empty", garbage)
+    monkeypatch.setattr(framing, "uncleared_frames", garbage)
 
 
 def random_events(seed, n=3000, width=W, height=H, t0=10_000, span=200_000, sort=True):

@@ -8,6 +8,7 @@ AEDAT 2.0 decode. masnn's own writers are checked the other way round: tonic and
 from __future__ import annotations
 
 import shutil
+import struct
 
 import numpy as np
 import pytest
@@ -302,6 +303,65 @@ def test_aedat4_with_a_corrupt_packet_keeps_the_packets_before_it(tmp_path):
             got = recording.read()
     for k in "txyp":
         np.testing.assert_array_equal(got[k], events[k][: PACKET_BREAKS[1]])
+
+
+SMALL_BUFFERS = {  # batches of one to three packets; scratch and output buffers smaller than a packet
+    "tiny": dict(BATCH_BYTES=2048, SCRATCH_BYTES=512, OUT_BYTES=1000),
+    "a packet": dict(BATCH_BYTES=4096, SCRATCH_BYTES=4096, OUT_BYTES=4500),
+    "default": {},
+}
+
+
+@pytest.mark.parametrize("compression", ["NONE", pytest.param("LZ4", marks=needs_liblz4)])
+@pytest.mark.parametrize("buffers", SMALL_BUFFERS)
+def test_aedat4_decoded_in_any_batch_and_buffer_size_reads_as_written(tmp_path, monkeypatch, compression, buffers):
+    from masnn.datasets import aedat4_packets
+
+    for name, value in SMALL_BUFFERS[buffers].items():
+        monkeypatch.setattr(aedat4_packets, name, value)
+    events = synthetic(t0=AEDAT4_T0)
+    path = tmp_path / "rec.aedat4"
+    write_dv(path, events, breaks=PACKET_BREAKS, compression=compression)
+    with open_recording(path) as recording:
+        assert recording._decoded_here
+        kept = recording.read()  # holds every chunk: no buffer may be reused under it
+        copied = np.concatenate([chunk.copy() for chunk in recording.chunks(chunk_events=97)])  # lets each go
+    assert_events(kept, events)
+    assert_events(copied, events)
+
+
+def _patch_event(data: bytearray, events: dict, i: int, **changes) -> None:
+    """Rewrites event i of an uncompressed AEDAT 4.0 file in place (t, x, y: int64, int16, int16)."""
+    old = struct.pack("<qhh", *(int(events[k][i]) for k in "txy"))
+    assert data.count(old) == 1
+    new = {k: int(events[k][i]) for k in "txy"} | changes
+    where = data.index(old)
+    data[where : where + 12] = struct.pack("<qhh", new["t"], new["x"], new["y"])
+
+
+@pytest.mark.parametrize("batch_bytes", [2048, 1 << 20])  # batches of one packet, or all in one
+@pytest.mark.parametrize("i, fault", [(777, "outside"), (1300, "backwards"), (PACKET_BREAKS[3], "backwards")])
+def test_aedat4_fault_found_while_decoding_is_named_with_its_event(tmp_path, monkeypatch, batch_bytes, i, fault):
+    from masnn.datasets import aedat4_packets
+
+    monkeypatch.setattr(aedat4_packets, "BATCH_BYTES", batch_bytes)
+    events = synthetic(t0=AEDAT4_T0)
+    path = tmp_path / "rec.aedat4"
+    write_dv(path, events, breaks=PACKET_BREAKS, compression="NONE")
+    data = bytearray(path.read_bytes())
+    t = events["t"]
+    if fault == "outside":
+        _patch_event(data, events, i, x=200)
+        expected = f"event {i} at (x=200, y={events['y'][i]}) lies outside the 128x128 sensor"
+    else:
+        _patch_event(data, events, i, t=int(t[i - 1]) - 5)
+        expected = f"timestamps go backwards at event {i} (t={t[i - 1] - 5} us after t={t[i - 1]} us)"
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFileError) as error:
+        with open_recording(path) as recording:
+            assert recording._decoded_here
+            recording.read()
+    assert str(error.value) == f"{path}: {expected}"
 
 
 def test_aedat4_without_its_packet_index_is_read_whole_with_a_warning(tmp_path):

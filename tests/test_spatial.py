@@ -65,6 +65,28 @@ def test_map_then_frame_equals_sum_pool_non_square():
     np.testing.assert_array_equal(ours, pooled)
 
 
+@pytest.mark.parametrize("sensor,size,mode", [((346, 260), (32, 32), "crop"), ((640, 480), (32, 32), "crop"),
+                                               ((240, 320), (24, 24), "crop"), ((64, 48), (16, 12), "stretch")])
+def test_streamed_framing_maps_as_the_event_map_does(sensor, size, mode):
+    """The framing kernel maps pixels through its own table; mapping the events first (the axis tables,
+    checked against arithmetic above) and framing them must give the same frames, cropped pixels dropped."""
+    events = random_events(3, *sensor, n=30_000)
+    smap = SpatialMap(sensor, size, mode)
+    dt, n_frames = 20_000, 15
+    expected = ToFrames(sensor_size=size, time_window=dt, n_frames=n_frames, start=0)(smap(events))
+    chunks = [events[i : i + 1234] for i in range(0, len(events), 1234)]
+    streamed = np.concatenate(list(iter_time_frames(chunks, sensor, dt, start=0, end=n_frames * dt, block_frames=4, spatial=smap)))
+    np.testing.assert_array_equal(streamed, expected)
+    assert expected.sum() < len(events) if mode == "crop" else expected.sum() == len(events)
+
+
+def test_streamed_framing_names_the_sensor_for_an_event_outside_it():
+    events = random_events(4, 346, 260, n=100)
+    events["x"][40] = 346
+    with pytest.raises(ValueError, match=r"\(x=346, y=\d+\) lies outside the 346x260 sensor"):
+        list(iter_time_frames([events], (346, 260), 10_000, spatial=SpatialMap((346, 260))))
+
+
 def test_davis346_crop_keeps_centred_square():
     smap = SpatialMap((346, 260), (32, 32), mode="crop")
     assert smap.crop_box == (43, 0, 260, 260)
