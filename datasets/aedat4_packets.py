@@ -121,6 +121,7 @@ FAULTS = {
 
 @numba.njit(cache=True, nogil=True)
 def _unsigned(buffer, position, size):
+    """The little-endian unsigned integer of ``size`` bytes at ``position``."""
     value = 0
     for i in range(size):
         value |= np.int64(buffer[position + i]) << (8 * i)
@@ -142,8 +143,10 @@ def _events_vector(packet, n):
     vtable = root - np.int64(np.int32(_unsigned(packet, root, 4)))
     if vtable < 4 or vtable + 4 > n:
         return MALFORMED, 0, 0
-    if _unsigned(packet, vtable, 2) < 6 or vtable + 6 > n:
+    if _unsigned(packet, vtable, 2) < 6:
         return DECODED, 0, 0  # no field: no events
+    if vtable + 6 > n:
+        return MALFORMED, 0, 0
     field_offset = _unsigned(packet, vtable + 4, 2)
     if field_offset == 0:
         return DECODED, 0, 0
@@ -163,9 +166,9 @@ def _events_vector(packet, n):
 def _decode_packets(file, offsets, sizes, context, scratch, out, out_events, width, height):
     """Decodes the packets file[offsets[k] : offsets[k] + sizes[k]] in order, their events one after another
     into ``out`` (``out_events``: the same memory as events). LZ4 frames with ``context`` (a liblz4 context's
-    address), uncompressed with None (numba then compiles a version without liblz4). Returns (status, packets decoded, events written, whether those are
-    in time order and inside width x height). Stops at a fault, or before a packet that fills ``scratch`` or
-    does not fit ``out``; all without the GIL."""
+    address), uncompressed with None (numba then compiles a version without liblz4). Returns (status, packets
+    decoded, events written, whether those are in time order and inside width x height). Stops at a fault, or
+    before a packet that fills ``scratch`` or does not fit ``out``; all without the GIL."""
     sizes_io = np.empty(2, np.uintp)  # LZ4F_decompress' in-out sizes: output then input
     written, checked, previous = 0, True, np.iinfo(np.int64).min
     for k in range(offsets.shape[0]):
