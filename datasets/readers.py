@@ -3,7 +3,9 @@
 ``open_recording(path)`` picks the reader by the file's content (magic bytes or header), never by its
 extension alone, and returns a ``Recording``: metadata plus ``chunks()``, which yields canonical event
 arrays of bounded size. Every reader's output passes through the same checks here: coordinates inside
-the sensor and timestamps that never go backwards, across chunk boundaries too.
+the sensor and timestamps that never go backwards, across chunk boundaries too. A reader that runs those
+checks itself while decoding, off the main thread (AEDAT 4.0), marks its chunks checked; here only their
+boundaries are then compared, and a chunk it found faulty is scanned again to name the event.
 """
 from __future__ import annotations
 
