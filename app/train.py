@@ -357,9 +357,11 @@ def _write_metrics(out: Path, history: list[dict]) -> None:
 
 
 def _progress(enabled: bool):
+    """Progress bars on stderr: stdout stays the command's output (`masnn ablate --json` pipes into jq)."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.fields[stats]}"), disable=not enabled, transient=False)
+                    TextColumn("{task.fields[stats]}"), disable=not enabled, transient=False, console=Console(stderr=True))
 
 
 def train(config: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, progress: bool = True,

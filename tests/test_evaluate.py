@@ -85,6 +85,19 @@ def test_ablation_table_has_every_variant_and_vanilla_as_the_energy_baseline(tra
     assert all(0 <= r["vote"] <= 1 and r["nasar"] >= 0 for r in rows)
 
 
+def test_training_progress_goes_to_stderr_leaving_stdout_to_the_output(trained, tmp_path, capsys):
+    # `masnn ablate --json` prints its table on stdout: the epochs' progress bars must not mix into it
+    from masnn.ablate import run_ablation
+
+    samples = gesture_samples(trained / "data", "train")
+    config = TrainConfig(T=8, num_classes=11, epochs=1, batch_size=8, lr=1e-3, out_dir=str(tmp_path),
+                         framing={"dt_ms": 60.0, "size": 32})
+    run_ablation(config, samples[:11], samples[11:], gesture_samples(trained / "data", "test"),
+                 attentions=("none",), seeds=(0,), n_crops=2, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "epochs" in err
+
+
 def test_torchrun_two_processes_give_the_one_process_report(trained, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
