@@ -19,7 +19,7 @@ import numpy as np
 
 from .aedat4_packets import DECODED_HERE, MAGIC, PacketError, iter_event_batches, read_header
 from .events import EventFileError, RecordingInfo, TruncatedRecordingWarning, as_events
-from .readers import DEFAULT_CHUNK_EVENTS, Recording
+from .readers import DEFAULT_CHUNK_EVENTS, Recording, chunked
 
 SELECTION_STEP_US = 50_000  # first window of a time selection; later windows adapt to the event rate
 
@@ -114,9 +114,8 @@ class Aedat4Recording(Recording):
             else:
                 batches = ((packet, False) for packet in self._dv_packets())
             for batch, checked in batches:
-                events = as_events(batch)
-                for begin in range(0, len(events), chunk_events):
-                    yield events[begin : begin + chunk_events], checked
+                for chunk in chunked(as_events(batch), chunk_events):
+                    yield chunk, checked
         except (PacketError, RuntimeError) as e:
             warnings.warn(
                 TruncatedRecordingWarning(f"{self.info.path}: stops decoding ({_first_line(e)}); kept the events before it"),
