@@ -254,6 +254,45 @@ def export_command(
     console.print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
 
+@app.command("card")
+def card_command(
+    weights: Path = typer.Argument(..., help="An exported model (masnn export); its card is the .md beside it."),
+    report: Path = typer.Option(..., help="Its `masnn evaluate --report` JSON."),
+    metrics: Optional[Path] = typer.Option(None, help="The run's metrics.json: the training curve of every epoch "
+                                                      "(the checkpoint holds those up to the one it kept)."),
+    compare: Optional[Path] = typer.Option(None, help="The report of its counterpart (the vanilla model, or the attention "
+                                                      "model for a vanilla card): adds the comparison table."),
+):
+    """Write the figures of a model card (model, training curve, test results, comparison with vanilla) from the
+    checkpoint and its evaluation reports; the card's prose is kept, a missing card is started from a skeleton."""
+    from masnn.card import comparison_block, model_block, results_block, training_block, update_card
+    from masnn.train import load_checkpoint
+
+    checkpoint = load_checkpoint(weights)
+    result = _read_report(report)
+    blocks = {"model": model_block(weights, checkpoint, result), "training": training_block(checkpoint, _read_json(metrics) if metrics else None),
+              "results": results_block(result, checkpoint["history"])}
+    if compare is not None:
+        blocks["comparison"] = comparison_block(result, _read_report(compare))
+    card = weights.with_suffix(".md")
+    update_card(card, blocks)
+    console.print(f"{card}: {', '.join(blocks)} written")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
+
+
+def _read_report(path: Path) -> dict:
+    report = _read_json(path)
+    if not isinstance(report, dict) or "accuracy" not in report or "per crop, mean" not in report:
+        raise ValueError(f"{path}: not a report written by masnn evaluate --report")
+    return report
+
+
 @app.command("evaluate")
 def evaluate_command(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by masnn train (best.pt)."),

@@ -1,6 +1,8 @@
 """masnn evaluate: the report's numbers are a recount of its own per-sample predictions; torchrun shards."""
+import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from masnn.datasets.cache import FrameDataset
 from masnn.datasets.gesture import gesture_samples
 from masnn.datasets.ingest import FramingConfig
 from masnn.datasets.synth import PRESETS, write_gesture_dataset
-from masnn.evaluate import evaluate, write_confusion_png
+from masnn.evaluate import evaluate, write_confusion_png, write_report
 from masnn.train import TrainConfig, train
 
 
@@ -114,3 +116,35 @@ def test_torchrun_two_processes_give_the_one_process_report(trained, tmp_path):
     assert a["per_sample"] == b["per_sample"] and a["samples"] == b["samples"] == 11
     assert a["accuracy"] == b["accuracy"] and a["confusion (rows: true, columns: voted)"] == b["confusion (rows: true, columns: voted)"]
     assert a["per crop, mean"]["spikes"] == pytest.approx(b["per crop, mean"]["spikes"])
+
+
+def test_card_states_the_evaluated_figures_and_keeps_the_authors_prose(trained, tmp_path):
+    weights = tmp_path / "tiny-tcsa.pt"
+    shutil.copy(trained / "run" / "last.pt", weights)
+    report = evaluate(weights, gesture_samples(trained / "data", "test"), n_crops=3)
+    write_report(report, tmp_path / "tiny-tcsa.json")
+    mean = report["per crop, mean"]
+    vanilla = {**report, "checkpoint": "tiny-vanilla.pt", "model": {**report["model"], "attention": "none"},
+               "per crop, mean": {**mean, "nasar": 4 * mean["nasar"]}}
+    (tmp_path / "tiny-vanilla.json").write_text(json.dumps(vanilla))
+
+    def card(*extra):
+        return subprocess.run([sys.executable, "-m", "masnn", "card", str(weights), "--report", str(tmp_path / "tiny-tcsa.json"),
+                               *extra], capture_output=True, text=True, timeout=300)
+
+    assert card("--compare", str(tmp_path / "tiny-vanilla.json")).returncode == 0
+    text = weights.with_suffix(".md").read_text()
+    voted_right = sum(sum(p == s["label"] for p in s["crop_predictions"]) >= 2 for s in report["per_sample"])
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() in text
+    assert f"({voted_right} of 11)" in text and "75.0 % lower" in text  # a recount, and NASAR 4x the vanilla's
+    assert "| 1 | " in text and "T = 8 frames of dt = 60 ms" in text  # the training curve; the framing
+
+    weights.with_suffix(".md").write_text(text.replace("What it was trained and tested on", "Our own words"))
+    assert card().returncode == 0  # rewrites the figures it has, keeps the rest
+    again = weights.with_suffix(".md").read_text()
+    assert "Our own words" in again and again.count("<!-- masnn card: results -->") == 1 and "75.0 % lower" in again
+
+    weights.with_suffix(".md").write_text("# a card written by hand, without figure blocks\n")
+    refused = card()
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == f"error: {weights.with_suffix('.md')}: no '<!-- masnn card: model -->' block to rewrite"
