@@ -210,6 +210,8 @@ def train_command(
     batch_size: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
     attention: Optional[str] = typer.Option(None, help="none, T, C, S, TC, TS, CS, TCS."),
+    loss: Optional[str] = typer.Option(None, help="mse (the paper's) or ce."),
+    scheduler: Optional[str] = typer.Option(None, help="plateau (the paper's), cosine or none."),
     seed: Optional[int] = typer.Option(None),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder (default: DATA/.masnn-cache)."),
     resume: bool = typer.Option(False, help="Continue from OUT/last.pt."),
@@ -222,7 +224,8 @@ def train_command(
     from masnn.datasets.cache import FrameDataset
     from masnn.train import PAPER_SELECTION, framing_config, load_config, train
 
-    overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, seed=seed)
+    overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, loss=loss,
+                     scheduler=scheduler, seed=seed)
     cfg = load_config(config, overrides, preset)
     framing = framing_config(cfg.framing, cfg.T)
     train_samples, val_samples = _training_split(dataset, data)

@@ -200,7 +200,7 @@ def test_cli_trains_on_a_synthetic_gesture_set(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "masnn", "train", "--data", str(tmp_path / "data"), "--preset", "gesture-cpu-small",
-         "--epochs", "1", "--batch-size", "4", "--out", str(out)],
+         "--epochs", "1", "--batch-size", "4", "--scheduler", "cosine", "--loss", "ce", "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -209,5 +209,10 @@ def test_cli_trains_on_a_synthetic_gesture_set(tmp_path):
     assert len(rows) == 1 and rows[0]["val_acc"] != ""  # validation carved from the training users
     from masnn.train import build_model, load_checkpoint
 
-    model = build_model(load_checkpoint(out / "best.pt", expect={"num_classes": 11, "T": 20}))
+    checkpoint = load_checkpoint(out / "best.pt", expect={"num_classes": 11, "T": 20})
+    assert (checkpoint["config"]["scheduler"], checkpoint["config"]["loss"]) == ("cosine", "ce")  # flags over the preset
+    model = build_model(checkpoint)
     assert sum(p.numel() for p in model.parameters()) > 0
+    refused = subprocess.run([sys.executable, "-m", "masnn", "train", "--data", str(tmp_path / "data"), "--scheduler", "weekly"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: scheduler must be one of") and "Traceback" not in refused.stderr
