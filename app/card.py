@@ -69,7 +69,7 @@ def training_block(checkpoint: dict, history: list[dict] | None = None) -> str:
     lines = [f"- config: {_recipe(config)}"]
     if has_val:
         lines.append(f"- selected epoch: {checkpoint['data'].get('epoch', len(history))} of {config['epochs']}, by validation "
-                     f"accuracy ({checkpoint['best']:.3f}); the test split was not used for selection")
+                     f"accuracy ({checkpoint['best']:.3f}; the first epoch to reach it); the test split was not used for selection")
     else:
         lines.append(f"- kept: the epoch with the lowest training loss ({checkpoint['best']:.4f}); no validation split")
     lines += ["", "| epoch | train loss | train acc | val acc | lr | samples/s |", "|---|---|---|---|---|---|"]

@@ -48,5 +48,5 @@ def test_gesture_model_recognises_new_generated_clips_of_each_class(tmp_path):
         write_action_clip(path, action, "dvs128", seed=1000 + index, duration=2.0, lighting="lab")
         report = classify_recording(path, classifier, ClassifyOptions())
         right.append(report["prediction"]["top_k"][0]["class"] == action)
-    # chance is 1 in 11; measured 10 of 11 (left arm counter-clockwise taken for clockwise)
+    # chance is 1 in 11; measured 10 of 11 (right arm clockwise taken for counter-clockwise)
     assert sum(right) >= 8, right
