@@ -12,9 +12,6 @@ import torch
 
 from masnn.datasets.writers import atomic_path
 
-BLOCKS = ("model", "comparison", "training", "results")
-
-
 def _percent(value: float) -> str:
     return f"{100 * value:.2f} %"
 
@@ -63,8 +60,10 @@ def _recipe(config: dict) -> str:
 
 def training_block(checkpoint: dict, history: list[dict] | None = None) -> str:
     """``history``: every epoch's metrics (the run's metrics.json); a best.pt holds only those up to its epoch."""
-    config = checkpoint["config"]
-    history = history or checkpoint["history"]
+    config, kept = checkpoint["config"], checkpoint["history"]
+    if history is not None and [row["train_loss"] for row in history[:len(kept)]] != [row["train_loss"] for row in kept]:
+        raise ValueError("not the metrics of the run that wrote this checkpoint")
+    history = history or kept
     has_val = any(row.get("val_acc") is not None for row in history)
     lines = [f"- config: {_recipe(config)}"]
     if has_val:
@@ -112,7 +111,8 @@ def comparison_block(report: dict, other: dict) -> str:
         return r["model"]["attention"] in (None, "none", "")
 
     if vanilla(report) == vanilla(other):
-        raise ValueError("a comparison needs one vanilla model and one with attention")
+        raise ValueError(f"{report['checkpoint']} and {other['checkpoint']}: a comparison needs one vanilla model "
+                         "and one with attention")
     attn, base = (other, report) if vanilla(report) else (report, other)
     a, b = attn["per crop, mean"], base["per crop, mean"]
     name, base_name = (Path(r["checkpoint"]).stem for r in (attn, base))

@@ -273,7 +273,14 @@ def card_command(
 
     checkpoint = load_checkpoint(weights)
     result = _read_report(report)
-    blocks = {"model": model_block(weights, checkpoint, result), "training": training_block(checkpoint, _read_json(metrics) if metrics else None),
+    if result["model"] != checkpoint["model_args"]:
+        raise ValueError(f"{report}: a report on another model than {weights} ({result['model']})")
+    history = _read_json(metrics) if metrics else None
+    try:
+        training = training_block(checkpoint, history)
+    except ValueError as e:
+        raise ValueError(f"{metrics}: {e}") from None
+    blocks = {"model": model_block(weights, checkpoint, result), "training": training,
               "results": results_block(result, checkpoint["history"])}
     if compare is not None:
         blocks["comparison"] = comparison_block(result, _read_report(compare))

@@ -144,6 +144,12 @@ def test_card_states_the_evaluated_figures_and_keeps_the_authors_prose(trained, 
     again = weights.with_suffix(".md").read_text()
     assert "Our own words" in again and again.count("<!-- masnn card: results -->") == 1 and "75.0 % lower" in again
 
+    other_run = tmp_path / "other-metrics.json"
+    other_run.write_text(json.dumps([{"epoch": 1, "train_loss": 9.0, "train_acc": 0.1, "val_acc": None, "lr": 1e-3,
+                                      "samples_per_s": 1.0}]))
+    refused = card("--metrics", str(other_run))
+    assert refused.returncode == 2 and refused.stderr.strip() == f"error: {other_run}: not the metrics of the run that wrote this checkpoint"
+
     weights.with_suffix(".md").write_text("# a card written by hand, without figure blocks\n")
     refused = card()
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
