@@ -5,12 +5,16 @@ those blocks; a card that does not exist yet is started from a skeleton with eve
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
 import torch
 
 from masnn.datasets.writers import atomic_path
+from masnn.models.attention import parse_attention
+from masnn.train import load_checkpoint
+
 
 def _percent(value: float) -> str:
     return f"{100 * value:.2f} %"
@@ -32,7 +36,7 @@ def model_block(weights: Path, checkpoint: dict, report: dict) -> str:
     storage = ", float16 storage (loads into float32)" if half else ""
     steps, dt_ms = _window(report)
     size = report["framing"]["size"]
-    attention = "none (vanilla SNN)" if args["attention"] in (None, "none", "") else args["attention"]
+    attention = parse_attention(args["attention"]) or "none (vanilla SNN)"
     data = weights.read_bytes()
     return "\n".join([
         f"MA-SNN `{args['name']}`, attention **{attention}**, placement `{args['placement']}`, {args['num_classes']} classes, "
@@ -58,12 +62,34 @@ def _recipe(config: dict) -> str:
             f"{config['epochs']} epochs, seed {config['seed']}, random {window:g} ms crops")
 
 
-def training_block(checkpoint: dict, history: list[dict] | None = None) -> str:
-    """``history``: every epoch's metrics (the run's metrics.json); a best.pt holds only those up to its epoch."""
-    config, kept = checkpoint["config"], checkpoint["history"]
-    if history is not None and [row["train_loss"] for row in history[:len(kept)]] != [row["train_loss"] for row in kept]:
-        raise ValueError("not the metrics of the run that wrote this checkpoint")
-    history = history or kept
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
+
+
+def read_report(path: Path) -> dict:
+    report = _read_json(path)
+    if not isinstance(report, dict) or "accuracy" not in report or "per crop, mean" not in report:
+        raise ValueError(f"{path}: not a report written by masnn evaluate --report")
+    return report
+
+
+def run_history(checkpoint: dict, metrics: Path | None) -> list[dict]:
+    """Every epoch's metrics: the run's metrics.json when given (a best.pt holds only the epochs up to its own),
+    refused when its first epochs are not the checkpoint's."""
+    kept = checkpoint["history"]
+    if metrics is None:
+        return kept
+    history = _read_json(metrics)
+    if [row["train_loss"] for row in history[:len(kept)]] != [row["train_loss"] for row in kept]:
+        raise ValueError(f"{metrics}: not the metrics of the run that wrote this checkpoint")
+    return history
+
+
+def training_block(checkpoint: dict, history: list[dict]) -> str:
+    config = checkpoint["config"]
     has_val = any(row.get("val_acc") is not None for row in history)
     lines = [f"- config: {_recipe(config)}"]
     if has_val:
@@ -108,7 +134,7 @@ def results_block(report: dict, history: list[dict]) -> str:
 def comparison_block(report: dict, other: dict) -> str:
     """The attention model against the vanilla one, whichever of the two ``report`` is."""
     def vanilla(r):
-        return r["model"]["attention"] in (None, "none", "")
+        return not parse_attention(r["model"]["attention"])
 
     if vanilla(report) == vanilla(other):
         raise ValueError(f"{report['checkpoint']} and {other['checkpoint']}: a comparison needs one vanilla model "
@@ -123,6 +149,21 @@ def comparison_block(report: dict, other: dict) -> str:
             ("spikes per inference", f"{a['spikes']:,.0f}", f"{b['spikes']:,.0f}"),
             ("energy per inference", f"{a['energy_uj']:.1f} µJ", f"{b['energy_uj']:.1f} µJ{ree}")]
     return "\n".join([f"| | {name} | {base_name} |", "|---|---|---|", *(f"| {x} | {y} | {z} |" for x, y, z in rows)])
+
+
+def card_blocks(weights: Path, report: Path, metrics: Path | None = None, compare: Path | None = None) -> dict[str, str]:
+    """The figure blocks of the card of ``weights``, from its evaluation report, its run's metrics and the report of
+    its counterpart; ValueError naming the file that does not belong."""
+    checkpoint = load_checkpoint(weights)
+    result = read_report(report)
+    if result["model"] != checkpoint["model_args"]:
+        raise ValueError(f"{report}: a report on another model than {weights} ({result['model']})")
+    history = run_history(checkpoint, metrics)
+    blocks = {"model": model_block(weights, checkpoint, result), "training": training_block(checkpoint, history),
+              "results": results_block(result, history)}
+    if compare is not None:
+        blocks["comparison"] = comparison_block(result, read_report(compare))
+    return blocks
 
 
 def _marked(name: str, body: str) -> str:
@@ -148,8 +189,8 @@ def update_card(path: Path, blocks: dict[str, str]) -> None:
         text = path.read_text()
         for name, block in blocks.items():
             pattern = re.compile(rf"<!-- masnn card: {name} -->\n(.*?\n)?<!-- /masnn card: {name} -->", re.S)
-            if not pattern.search(text):
+            text, found = pattern.subn(lambda _: block, text)
+            if not found:
                 raise ValueError(f"{path}: no '<!-- masnn card: {name} -->' block to rewrite")
-            text = pattern.sub(lambda _: block, text)
     with atomic_path(path) as temporary:
         temporary.write_text(text)

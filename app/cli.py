@@ -268,39 +268,12 @@ def card_command(
 ):
     """Write the figures of a model card (model, training curve, test results, comparison with vanilla) from the
     checkpoint and its evaluation reports; the card's prose is kept, a missing card is started from a skeleton."""
-    from masnn.card import comparison_block, model_block, results_block, training_block, update_card
-    from masnn.train import load_checkpoint
+    from masnn.card import card_blocks, update_card
 
-    checkpoint = load_checkpoint(weights)
-    result = _read_report(report)
-    if result["model"] != checkpoint["model_args"]:
-        raise ValueError(f"{report}: a report on another model than {weights} ({result['model']})")
-    history = _read_json(metrics) if metrics else None
-    try:
-        training = training_block(checkpoint, history)
-    except ValueError as e:
-        raise ValueError(f"{metrics}: {e}") from None
-    blocks = {"model": model_block(weights, checkpoint, result), "training": training,
-              "results": results_block(result, checkpoint["history"])}
-    if compare is not None:
-        blocks["comparison"] = comparison_block(result, _read_report(compare))
+    blocks = card_blocks(weights, report, metrics, compare)
     card = weights.with_suffix(".md")
     update_card(card, blocks)
     console.print(f"{card}: {', '.join(blocks)} written")
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
-
-
-def _read_report(path: Path) -> dict:
-    report = _read_json(path)
-    if not isinstance(report, dict) or "accuracy" not in report or "per crop, mean" not in report:
-        raise ValueError(f"{path}: not a report written by masnn evaluate --report")
-    return report
 
 
 @app.command("evaluate")
