@@ -22,12 +22,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-
-from masnn.datasets.ingest import FramingConfig, first_event_time, iter_recording_frames
-from masnn.datasets.readers import open_recording
+from masnn.checkpoint import build_model, framing_config, load_checkpoint
+from masnn.datasets.io.readers import open_recording
+from masnn.datasets.transforms.pipeline import (
+    FramingConfig,
+    first_event_time,
+    iter_recording_frames,
+)
 from masnn.models.accounting import account
 from masnn.models.inference import prepare_for_inference
-from masnn.train import build_model, framing_config, load_checkpoint
 
 SCHEMA = "masnn.classify/1"
 DEFAULT_WEIGHTS = "gesture-tcsa"

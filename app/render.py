@@ -25,10 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-
 from masnn.classify import Classifier, Window
-from masnn.datasets.ingest import colour_peak, event_colours
-from masnn.datasets.writers import atomic_path
+from masnn.datasets.io.writers import atomic_path
+from masnn.datasets.transforms.pipeline import colour_peak, event_colours
 from masnn.models.attention import capture_attention
 
 SIZE = (640, 360)  # width, height of every video frame

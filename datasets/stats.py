@@ -33,9 +33,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-
-from .ingest import first_event_time
-from .readers import DEFAULT_CHUNK_EVENTS, open_recording
+from masnn.datasets.io.readers import open_recording
+from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS
+from masnn.datasets.transforms.pipeline import first_event_time
 
 PERCENTILES = (5, 25, 50, 75, 95)
 EXACT_BITS = 16

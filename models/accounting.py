@@ -32,7 +32,7 @@ class EnergyPreset:
     e_ac_pj: float
 
 
-PRESETS = {
+ENERGY_PRESETS = {
     "fp32-45nm": EnergyPreset("fp32-45nm", 4.6, 0.9),  # Horowitz, ISSCC 2014
     "fp16-45nm": EnergyPreset("fp16-45nm", 1.5, 0.4),
     "int8-45nm": EnergyPreset("int8-45nm", 0.23, 0.03),
@@ -42,9 +42,9 @@ PRESETS = {
 def get_preset(preset: str | EnergyPreset) -> EnergyPreset:
     if isinstance(preset, EnergyPreset):
         return preset
-    if preset not in PRESETS:
-        raise ValueError(f"energy preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    return PRESETS[preset]
+    if preset not in ENERGY_PRESETS:
+        raise ValueError(f"energy preset must be one of {sorted(ENERGY_PRESETS)}, got {preset!r}")
+    return ENERGY_PRESETS[preset]
 
 
 @dataclass

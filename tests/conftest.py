@@ -17,6 +17,6 @@ def real_data() -> Path:
 def untrained_checkpoint(tmp_path_factory) -> Path:
     """A gesture-shaped checkpoint (3-layer TCSA, T = 20 x 45 ms, 11 named classes) with random weights whose
     BatchNorm gains are raised so that every layer spikes: for pipeline tests that need a model, not a good one."""
-    from masnn.bench_live import untrained_checkpoint
+    from masnn.bench.live import untrained_checkpoint
 
     return untrained_checkpoint(tmp_path_factory.mktemp("weights"))

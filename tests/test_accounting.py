@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 from masnn.models import create_model
-from masnn.models.accounting import PRESETS, account, measure
+from masnn.models.accounting import ENERGY_PRESETS, account, measure
 from masnn.models.attention import (
     ChannelAttention,
     SpatialAttention,
@@ -63,7 +63,7 @@ def test_energy_of_a_tiny_network_by_hand():
     # other presets
     int8 = account(_trace((6, 10), fc_attention_macs=50.0), "int8-45nm")
     assert int8.energy_pj == pytest.approx(0.23 * 626 + 0.03 * 24)
-    assert PRESETS["fp16-45nm"].e_mac_pj == 1.5 and PRESETS["fp16-45nm"].e_ac_pj == 0.4
+    assert ENERGY_PRESETS["fp16-45nm"].e_mac_pj == 1.5 and ENERGY_PRESETS["fp16-45nm"].e_ac_pj == 0.4
     with pytest.raises(ValueError, match="fp32-45nm"):
         account(_trace((6, 10), 0.0), "fp64")
     assert json.loads(json.dumps(compared.to_dict()))["layers"][1]["sops"] == pytest.approx(24)
@@ -106,7 +106,7 @@ def test_measure_on_real_layers_matches_the_formulas():
     expected = layer.post.ta.macs((T, 2, 4, 4)) + layer.neuron.ca.macs((T, 2, 4, 4)) + layer.neuron.sa.macs((T, 2, 4, 4))
     assert conv.attention_macs == expected
     assert fc.attention_macs == net.layers[1].post.ta.macs((T, 3))
-    e = PRESETS["fp32-45nm"]
+    e = ENERGY_PRESETS["fp32-45nm"]
     assert report.energy_pj == pytest.approx(e.e_mac_pj * (report.macs + report.attention_macs) + e.e_ac_pj * report.sops)
 
 

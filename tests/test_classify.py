@@ -11,11 +11,18 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
+from masnn.classify import (
+    Classifier,
+    ClassifyOptions,
+    classify_recording,
+    iter_windows,
+    segments,
+    smooth,
+)
+from masnn.datasets.io.readers import open_recording, read_events
+from masnn.datasets.synth.generator import write_action_clip
+from masnn.datasets.transforms.pipeline import FramingConfig
 
-from masnn.classify import Classifier, ClassifyOptions, classify_recording, iter_windows, segments, smooth
-from masnn.datasets.ingest import FramingConfig
-from masnn.datasets.readers import open_recording, read_events
-from masnn.datasets.synth import write_action_clip
 
 def schema() -> dict:
     from importlib import resources

@@ -6,10 +6,9 @@ import json
 import subprocess
 import sys
 
+import aedat_test_writers as aw
 import numpy as np
 import pytest
-
-import aedat_test_writers as aw
 
 
 def inspect(path, *options) -> subprocess.CompletedProcess:

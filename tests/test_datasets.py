@@ -7,17 +7,24 @@ import socket
 from dataclasses import replace
 from pathlib import Path
 
+import masnn.datasets.loaders.cache as cache_module
 import numpy as np
 import pytest
 import torch
-
-import masnn.datasets.cache as cache_module
-from masnn.datasets.cache import FrameCache, FrameDataset, frame_window
-from masnn.datasets.gait import gait_samples, gait_subjects
-from masnn.datasets.gesture import gesture_samples, tonic_gesture_samples
-from masnn.datasets.ingest import FramingConfig, first_event_time, frame_recording
-from masnn.datasets.readers import open_recording, read_events
-from masnn.datasets.synth import PRESETS, write_gait_dataset, write_gesture_dataset
+from masnn.datasets.io.readers import open_recording, read_events
+from masnn.datasets.loaders.cache import FrameCache, FrameDataset, frame_window
+from masnn.datasets.loaders.gait import gait_samples, gait_subjects
+from masnn.datasets.loaders.gesture import gesture_samples, tonic_gesture_samples
+from masnn.datasets.synth.generator import (
+    GESTURE_PRESETS,
+    write_gait_dataset,
+    write_gesture_dataset,
+)
+from masnn.datasets.transforms.pipeline import (
+    FramingConfig,
+    first_event_time,
+    frame_recording,
+)
 
 # 0.2 s windows: the tiny synthetic gestures last 0.6-0.8 s, so crops have room to move
 SMALL = FramingConfig(dt_us=10_000, n_frames=20, size=32)
@@ -26,7 +33,7 @@ SMALL = FramingConfig(dt_us=10_000, n_frames=20, size=32)
 @pytest.fixture(scope="module")
 def gesture_root(tmp_path_factory):
     out = tmp_path_factory.mktemp("gesture")
-    write_gesture_dataset(out, users=3, seed=7, preset=PRESETS["tiny"], workers=1)
+    write_gesture_dataset(out, users=3, seed=7, preset=GESTURE_PRESETS["tiny"], workers=1)
     return out
 
 

@@ -1,18 +1,17 @@
-"""masnn.datasets.denoise against tonic.functional.denoise_numpy (4-neighbourhood) and a hand-written loop."""
+"""masnn.datasets.transforms.denoise against tonic.functional.denoise_numpy (4-neighbourhood) and a hand-written loop."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from tonic.functional import denoise_numpy
-
-from masnn.datasets.denoise import (
+from masnn.datasets.events import make_events
+from masnn.datasets.transforms.denoise import (
     DenoiseBackgroundActivity,
     DropPixels,
     filter_background_activity,
     find_hot_pixels,
     new_filter_state,
 )
-from masnn.datasets.events import make_events
+from tonic.functional import denoise_numpy
 
 W, H = 16, 12  # non-square on purpose
 

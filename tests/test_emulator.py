@@ -1,13 +1,12 @@
-"""masnn.datasets.emulator: the DVS pixel model against hand computations and statistical expectations."""
+"""masnn.datasets.synth.emulator: the DVS pixel model against hand computations and statistical expectations."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import pytest
-
-from masnn.datasets.emulator import DvsEmulator, PixelParams
 from masnn.datasets.events import EVENT_DTYPE
+from masnn.datasets.synth.emulator import DvsEmulator, PixelParams
 
 NO_NOISE = dict(background_rate_hz=0.0, hot_pixel_fraction=0.0, shot_noise_rate_hz=0.0)
 # an ideal pixel: no noise, no mismatch, no refractory period, no low-pass

@@ -10,19 +10,19 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
-from masnn.datasets.cache import FrameDataset
-from masnn.datasets.gesture import gesture_samples
-from masnn.datasets.ingest import FramingConfig
-from masnn.datasets.synth import PRESETS, write_gesture_dataset
-from masnn.evaluate import evaluate, write_confusion_png, write_report
-from masnn.train import TrainConfig, train
+from masnn.datasets.loaders.cache import FrameDataset
+from masnn.datasets.loaders.gesture import gesture_samples
+from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gesture_dataset
+from masnn.datasets.transforms.pipeline import FramingConfig
+from masnn.training.config import TrainConfig
+from masnn.training.evaluate import evaluate, write_confusion_png, write_report
+from masnn.training.loop import train
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    write_gesture_dataset(root / "data", users=3, seed=2, preset=PRESETS["tiny"], workers=1)
+    write_gesture_dataset(root / "data", users=3, seed=2, preset=GESTURE_PRESETS["tiny"], workers=1)
     framing = FramingConfig(dt_us=60_000, n_frames=8, size=32)
     config = TrainConfig(T=8, num_classes=11, epochs=1, batch_size=8, lr=1e-3, out_dir=str(root / "run"),
                          framing={"dt_ms": 60.0, "size": 32})
@@ -62,7 +62,7 @@ def test_cli_evaluate_writes_report_and_picture(trained, tmp_path):
 
 
 def test_checkpoints_with_other_framing_or_garbage_are_refused(trained, tmp_path):
-    from masnn.train import load_checkpoint
+    from masnn.checkpoint import load_checkpoint
 
     path = trained / "run" / "last.pt"
     assert load_checkpoint(path, expect={"framing": {"dt_ms": 60.0, "size": 32}, "num_classes": 11})
@@ -75,7 +75,7 @@ def test_checkpoints_with_other_framing_or_garbage_are_refused(trained, tmp_path
 
 
 def test_ablation_table_has_every_variant_and_vanilla_as_the_energy_baseline(trained, tmp_path):
-    from masnn.ablate import run_ablation
+    from masnn.training.ablate import run_ablation
 
     samples = gesture_samples(trained / "data", "train")
     config = TrainConfig(T=8, num_classes=11, epochs=1, batch_size=8, lr=1e-3, out_dir=str(tmp_path),
@@ -89,7 +89,7 @@ def test_ablation_table_has_every_variant_and_vanilla_as_the_energy_baseline(tra
 
 def test_training_progress_goes_to_stderr_leaving_stdout_to_the_output(trained, tmp_path, capsys):
     # `masnn ablate --json` prints its table on stdout: the epochs' progress bars must not mix into it
-    from masnn.ablate import run_ablation
+    from masnn.training.ablate import run_ablation
 
     samples = gesture_samples(trained / "data", "train")
     config = TrainConfig(T=8, num_classes=11, epochs=1, batch_size=8, lr=1e-3, out_dir=str(tmp_path),

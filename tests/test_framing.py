@@ -1,4 +1,4 @@
-"""masnn.datasets.framing against tonic.transforms.ToFrame (tonic 1.7.0) and plain hand-written loops.
+"""masnn.datasets.transforms.framing against tonic.transforms.ToFrame (tonic 1.7.0) and plain hand-written loops.
 
 Frames are [T, 2, H, W] int16 counts, channel 0 OFF, 1 ON. Sensors are non-square (W != H) wherever
 possible so that an x/y swap fails loudly.
@@ -10,10 +10,9 @@ import math
 import numpy as np
 import pytest
 import tonic
-
-from masnn.datasets import framing
 from masnn.datasets.events import make_events
-from masnn.datasets.framing import ToFrames, frames_by_time, iter_time_frames
+from masnn.datasets.transforms import framing
+from masnn.datasets.transforms.framing import ToFrames, frames_by_time, iter_time_frames
 
 W, H = 16, 12  # non-square on purpose
 INT16_MAX = np.iinfo(np.int16).max

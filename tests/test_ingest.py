@@ -1,14 +1,18 @@
-"""masnn.datasets.ingest: recording -> (denoise) -> spatial map -> MA-SNN frames, checked by hand."""
+"""masnn.datasets.transforms.pipeline: recording -> (denoise) -> spatial map -> MA-SNN frames, checked by hand."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
-
 from masnn.datasets.events import EventFileError, make_events
-from masnn.datasets.ingest import FramingConfig, frame_recording, save_frames, summarize
-from masnn.datasets.readers import read_events
-from masnn.datasets.writers import write_aedat31
+from masnn.datasets.io.readers import read_events
+from masnn.datasets.io.writers import write_aedat31
+from masnn.datasets.transforms.pipeline import (
+    FramingConfig,
+    frame_recording,
+    save_frames,
+    summarize,
+)
 
 DT, T = 15_000, 60
 

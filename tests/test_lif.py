@@ -15,11 +15,19 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from masnn.models import lif_fused as fused_module
-from masnn.models.lif import BACKENDS, LIF, RESETS, SURROGATES, LIFParams, lif_multistep, lif_step, select_backend
-from masnn.models.lif_fused import LIFFusedFunction, _surrogate_into, lif_fused
-from masnn.models.lif_triton import interpreting
+from masnn.models.lif import (
+    BACKENDS,
+    LIF,
+    RESETS,
+    SURROGATES,
+    LIFParams,
+    lif_multistep,
+    lif_step,
+    select_backend,
+)
+from masnn.models.lif import fused as fused_module
+from masnn.models.lif.fused import LIFFusedFunction, _surrogate_into, lif_fused
+from masnn.models.lif.triton_kernel import interpreting
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 TRITON_DEVICE = "cuda" if torch.cuda.is_available() and not interpreting() else ("cpu" if interpreting() else None)
@@ -194,7 +202,7 @@ def test_fused_jacobian_equals_reference_jacobian(surrogate, reset, detach):
 @needs_triton_kernels
 @pytest.mark.parametrize("reset,surrogate,detach", COMBOS)
 def test_triton_matches_reference(reset, surrogate, detach):
-    from masnn.models.lif_triton import lif_triton
+    from masnn.models.lif.triton_kernel import lif_triton
 
     p = combo_params(reset, surrogate, detach)
     # block 128 on 300 neurons: three programs, the last one masked
@@ -223,7 +231,7 @@ def test_triton_under_the_interpreter():
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_triton_refuses_cpu_tensors_outside_the_interpreter(monkeypatch):
-    from masnn.models.lif_triton import lif_triton
+    from masnn.models.lif.triton_kernel import lif_triton
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match="CUDA"):

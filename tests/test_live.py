@@ -12,14 +12,14 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-
-from masnn.datasets.framing import UnsortedEvents, iter_time_frames
-from masnn.datasets.ingest import FramingConfig
-from masnn.datasets.motions import GESTURE_CLASSES
-from masnn.datasets.readers import read_events
-from masnn.live import Handoff, LiveOptions, LivePipeline, LiveWindow, WindowFramer
-from masnn.live_view import event_image, render_dashboard, summary_table
-from masnn.sources import camera_source, replay_source, stream_source
+from masnn.datasets.io.readers import read_events
+from masnn.datasets.synth.motions import GESTURE_CLASSES
+from masnn.datasets.transforms.framing import UnsortedEvents, iter_time_frames
+from masnn.datasets.transforms.pipeline import FramingConfig
+from masnn.live.framer import LiveWindow, WindowFramer
+from masnn.live.pipeline import Handoff, LiveOptions, LivePipeline
+from masnn.live.sources import camera_source, replay_source, stream_source
+from masnn.live.view import event_image, render_dashboard, summary_table
 
 WINDOW_MS = 450  # T = 20 frames of 22.5 ms: tests need less stream before the first prediction
 FAST_BACKOFF = (0.05, 0.2)
@@ -102,7 +102,7 @@ def watchdog(pipeline, seconds=30.0):
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """A 2 s DVS128 gesture clip as AEDAT 4.0 and as a structured .npy, and its events."""
-    from masnn.datasets.synth import write_action_clip
+    from masnn.datasets.synth.generator import write_action_clip
 
     folder = tmp_path_factory.mktemp("live")
     path = folder / "air-guitar.aedat4"
@@ -270,7 +270,7 @@ def test_lossless_handoff_makes_the_reader_wait():
 
 @pytest.mark.parametrize("sensor", [(128, 128), (346, 260)])
 def test_incremental_windows_equal_offline_framing(sensor):
-    from masnn.bench import moving_blob_events
+    from masnn.bench.common import moving_blob_events
 
     events = moving_blob_events(60_000, 1_500_000, sensor, seed=1, t0=1_000_000)
     framing = FramingConfig(dt_us=30_000, n_frames=10)
@@ -408,9 +408,8 @@ def test_show_draws_each_prediction_and_q_ends_the_run(monkeypatch, clip, classi
     import io
 
     import cv2
+    from masnn.live.pipeline import run_live
     from rich.console import Console
-
-    from masnn.live import run_live
 
     shown = []
     monkeypatch.setenv("DISPLAY", ":0")
@@ -428,7 +427,7 @@ def test_show_draws_each_prediction_and_q_ends_the_run(monkeypatch, clip, classi
 
 
 def test_show_without_a_display_is_a_clear_error(monkeypatch):
-    from masnn.live_view import EventView
+    from masnn.live.view import EventView
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

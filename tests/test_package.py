@@ -28,7 +28,9 @@ def test_wheel_installs_only_the_masnn_package(wheel):
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"masnn", next(n for n in top_level if n.endswith(".dist-info"))}
     # the source folders are mapped under masnn, never installed as top-level app/models/datasets
-    for module in ("masnn/cli.py", "masnn/datasets/readers.py", "masnn/models/__init__.py", "masnn/weights/__init__.py"):
+    for module in ("masnn/cli/__init__.py", "masnn/live/pipeline.py", "masnn/training/loop.py", "masnn/bench/common.py",
+                   "masnn/datasets/io/readers.py", "masnn/datasets/transforms/framing.py", "masnn/datasets/loaders/cache.py",
+                   "masnn/datasets/synth/generator.py", "masnn/models/lif/layer.py", "masnn/weights/__init__.py"):
         assert module in names
 
 

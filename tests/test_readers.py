@@ -10,13 +10,12 @@ from __future__ import annotations
 import shutil
 import struct
 
+import aedat_test_writers as aw
 import numpy as np
 import pytest
-
-import aedat_test_writers as aw
 from masnn.datasets.events import EVENT_DTYPE, EventFileError, TruncatedRecordingWarning
-from masnn.datasets import lz4_frame
-from masnn.datasets.readers import detect_format, open_recording, read_events
+from masnn.datasets.io import lz4_frame
+from masnn.datasets.io.readers import detect_format, open_recording, read_events
 
 N = 3000
 GAP_US = 2_000_000  # a quiet gap between the two halves of every synthetic recording
@@ -249,7 +248,7 @@ def test_aedat4_reads_every_compression_as_dv_processing_does(tmp_path, compress
 
 
 def test_aedat4_lz4_without_liblz4_is_read_by_dv_processing(tmp_path, monkeypatch):
-    from masnn.datasets import aedat4
+    from masnn.datasets.io import aedat4
 
     monkeypatch.setattr(aedat4, "DECODED_HERE", (0,))  # as where no liblz4 is found: uncompressed files only
     events = synthetic(t0=AEDAT4_T0)
@@ -315,7 +314,7 @@ SMALL_BUFFERS = {  # batches of one to three packets; scratch and output buffers
 @pytest.mark.parametrize("compression", ["NONE", pytest.param("LZ4", marks=needs_liblz4)])
 @pytest.mark.parametrize("buffers", SMALL_BUFFERS)
 def test_aedat4_decoded_in_any_batch_and_buffer_size_reads_as_written(tmp_path, monkeypatch, compression, buffers):
-    from masnn.datasets import aedat4_packets
+    from masnn.datasets.io import aedat4_packets
 
     for name, value in SMALL_BUFFERS[buffers].items():
         monkeypatch.setattr(aedat4_packets, name, value)
@@ -342,7 +341,7 @@ def _patch_event(data: bytearray, events: dict, i: int, **changes) -> None:
 @pytest.mark.parametrize("batch_bytes", [2048, 1 << 20])  # batches of one packet, or all in one
 @pytest.mark.parametrize("i, fault", [(777, "outside"), (1300, "backwards"), (PACKET_BREAKS[3], "backwards")])
 def test_aedat4_fault_found_while_decoding_is_named_with_its_event(tmp_path, monkeypatch, batch_bytes, i, fault):
-    from masnn.datasets import aedat4_packets
+    from masnn.datasets.io import aedat4_packets
 
     monkeypatch.setattr(aedat4_packets, "BATCH_BYTES", batch_bytes)
     events = synthetic(t0=AEDAT4_T0)
@@ -752,7 +751,7 @@ def test_real_dvxplorer_person_head_above_shoulders(real_data):
 
 def test_write_aedat31_is_read_by_tonic(tmp_path):
     import tonic.io
-    from masnn.datasets.writers import write_aedat31
+    from masnn.datasets.io.writers import write_aedat31
 
     events = synthetic(n=1000, t0=1_000_000)
     array = np.zeros(1000, dtype=EVENT_DTYPE)
@@ -774,7 +773,7 @@ def test_write_aedat31_is_read_by_tonic(tmp_path):
 
 def test_write_aedat4_is_read_by_dv_processing(tmp_path):
     import dv_processing as dv
-    from masnn.datasets.writers import write_aedat4
+    from masnn.datasets.io.writers import write_aedat4
 
     events = synthetic(n=1500, t0=AEDAT4_T0, width=346, height=260)
     array = np.zeros(1500, dtype=EVENT_DTYPE)
@@ -788,7 +787,7 @@ def test_write_aedat4_is_read_by_dv_processing(tmp_path):
 
 
 def test_write_text_round_trip(tmp_path):
-    from masnn.datasets.writers import write_text
+    from masnn.datasets.io.writers import write_text
 
     events = synthetic(n=800, t0=3_000_000)
     array = np.zeros(800, dtype=EVENT_DTYPE)
@@ -802,7 +801,7 @@ def test_write_text_round_trip(tmp_path):
 
 
 def test_write_npz_round_trip(tmp_path):
-    from masnn.datasets.writers import write_npz
+    from masnn.datasets.io.writers import write_npz
 
     events = synthetic(n=800, t0=3_000_000)
     array = np.zeros(800, dtype=EVENT_DTYPE)  # what every reader yields

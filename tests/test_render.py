@@ -5,9 +5,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from masnn.classify import Classifier, ClassifyOptions, Window, classify_recording
-from masnn.datasets.synth import write_action_clip
+from masnn.datasets.synth.generator import write_action_clip
 from masnn.models.attention import capture_attention
 from masnn.models.lif import charge, fire_and_reset
 from masnn.models.networks import ma_snn_3layer_net

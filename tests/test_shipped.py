@@ -10,10 +10,16 @@ import subprocess
 import sys
 
 import pytest
-
-from masnn.classify import SAMPLE_RECORDING, Classifier, ClassifyOptions, classify_recording, shipped_file, shipped_weights
-from masnn.datasets.motions import GESTURE_CLASSES
-from masnn.datasets.synth import write_action_clip
+from masnn.classify import (
+    SAMPLE_RECORDING,
+    Classifier,
+    ClassifyOptions,
+    classify_recording,
+    shipped_file,
+    shipped_weights,
+)
+from masnn.datasets.synth.generator import write_action_clip
+from masnn.datasets.synth.motions import GESTURE_CLASSES
 
 SHIPPED = {"gesture-tcsa": ("TCS", 11), "gesture-vanilla": ("none", 11), "gait-tcsa": ("TCS", 20), "gait-vanilla": ("none", 20)}
 

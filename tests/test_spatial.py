@@ -1,13 +1,12 @@
-"""masnn.datasets.spatial.SpatialMap against hand-written integer arithmetic and numpy sum-pooling."""
+"""masnn.datasets.transforms.spatial.SpatialMap against hand-written integer arithmetic and numpy sum-pooling."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tonic
-
 from masnn.datasets.events import make_events
-from masnn.datasets.framing import ToFrames, iter_time_frames
-from masnn.datasets.spatial import SpatialMap
+from masnn.datasets.transforms.framing import ToFrames, iter_time_frames
+from masnn.datasets.transforms.spatial import SpatialMap
 
 
 def random_events(seed, width, height, n=5000, span=300_000):

@@ -5,13 +5,11 @@ import sys
 
 import numpy as np
 import pytest
-
-from masnn.datasets.emulator import PixelParams
 from masnn.datasets.events import EVENT_DTYPE
-from masnn.datasets.motions import GESTURE_CLASSES, Body, gesture_pose, random_gait, random_style, walk_pose
-from masnn.datasets.readers import read_events
-from masnn.datasets.synth import (
-    PRESETS,
+from masnn.datasets.io.readers import read_events
+from masnn.datasets.synth.emulator import PixelParams
+from masnn.datasets.synth.generator import (
+    GESTURE_PRESETS,
     gait_recording,
     random_scene,
     simulate,
@@ -20,6 +18,14 @@ from masnn.datasets.synth import (
     write_gait_dataset,
     write_gesture_dataset,
 )
+from masnn.datasets.synth.motions import (
+    GESTURE_CLASSES,
+    Body,
+    gesture_pose,
+    random_gait,
+    random_style,
+    walk_pose,
+)
 
 QUIET = PixelParams(background_rate_hz=0.0, hot_pixel_fraction=0.0)
 
@@ -27,7 +33,7 @@ QUIET = PixelParams(background_rate_hz=0.0, hot_pixel_fraction=0.0)
 @pytest.fixture(scope="module")
 def gesture_set(tmp_path_factory):
     out = tmp_path_factory.mktemp("gesture")
-    summary = write_gesture_dataset(out, users=3, seed=7, preset=PRESETS["tiny"], workers=1)
+    summary = write_gesture_dataset(out, users=3, seed=7, preset=GESTURE_PRESETS["tiny"], workers=1)
     return out / "DvsGesture", summary
 
 
@@ -70,10 +76,10 @@ def test_gesture_files_are_read_by_tonic(gesture_set):
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, gesture_set):
     folder, _ = gesture_set
     again = tmp_path / "again"
-    write_gesture_dataset(again, users=1, seed=7, preset=PRESETS["tiny"], workers=1)
+    write_gesture_dataset(again, users=1, seed=7, preset=GESTURE_PRESETS["tiny"], workers=1)
     assert (again / "DvsGesture/user01_lab.aedat").read_bytes() == (folder / "user01_lab.aedat").read_bytes()
     other = tmp_path / "other"
-    write_gesture_dataset(other, users=1, seed=8, preset=PRESETS["tiny"], workers=1)
+    write_gesture_dataset(other, users=1, seed=8, preset=GESTURE_PRESETS["tiny"], workers=1)
     assert (other / "DvsGesture/user01_lab.aedat").read_bytes() != (folder / "user01_lab.aedat").read_bytes()
 
 

@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-from masnn.train import PAPER_SELECTION, TrainConfig, build_model, evaluate, load_checkpoint, load_config, train
+from masnn.checkpoint import build_model, load_checkpoint
+from masnn.training.config import TrainConfig, load_config
+from masnn.training.loop import PAPER_SELECTION, accuracy, train
 
 TINY = {"model": "ma-snn-3layer", "attention": "none", "T": 4, "num_classes": 3, "model_kwargs": {"input_size": 8},
         "batch_size": 8, "lr": 1e-3, "epochs": 2, "seed": 0}
@@ -95,7 +96,7 @@ def test_paper_selection_is_the_best_test_epoch_and_kept_apart(tmp_path):
     assert result["best"] == max(r["val_acc"] for r in rows)  # the honest selection is untouched
     kept = load_checkpoint(tmp_path / "paper" / "best_test.pt")
     assert kept["data"]["epoch"] == best_epoch["epoch"]
-    assert evaluate(build_model(kept), test, 12, torch.device("cpu")) == best_epoch["test_acc"]
+    assert accuracy(build_model(kept), test, 12, torch.device("cpu")) == best_epoch["test_acc"]
 
 
 def test_resume_after_interrupted_epoch_equals_uninterrupted_run(tmp_path):
@@ -193,8 +194,8 @@ def test_cli_trains_on_a_synthetic_gesture_set(tmp_path):
     import subprocess
     import sys
 
-    from masnn.datasets.synth import PRESETS as SYNTH_PRESETS
-    from masnn.datasets.synth import write_gesture_dataset
+    from masnn.datasets.synth.generator import GESTURE_PRESETS as SYNTH_PRESETS
+    from masnn.datasets.synth.generator import write_gesture_dataset
 
     write_gesture_dataset(tmp_path / "data", users=3, seed=1, preset=SYNTH_PRESETS["tiny"], workers=1)
     out = tmp_path / "run"
@@ -207,7 +208,7 @@ def test_cli_trains_on_a_synthetic_gesture_set(tmp_path):
     with open(out / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and rows[0]["val_acc"] != ""  # validation carved from the training users
-    from masnn.train import build_model, load_checkpoint
+    from masnn.checkpoint import build_model, load_checkpoint
 
     checkpoint = load_checkpoint(out / "best.pt", expect={"num_classes": 11, "T": 20})
     assert (checkpoint["config"]["scheduler"], checkpoint["config"]["loss"]) == ("none", "ce")  # flags over the preset (cosine, mse)

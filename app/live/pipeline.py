@@ -1,0 +1,515 @@
+"""`masnn live`: classify a live event stream: a DVS camera, a DV network stream, or a recording replayed at
+its own pace.
+
+Two threads share the work. The reader thread pulls event batches from the source and bins them into
+dt-wide frames at model resolution as they arrive (the compiled kernel of masnn.datasets.transforms.framing, driven
+frame by frame), keeping only a ring of the newest T frames; every ``stride`` frames it hands a window to
+the main thread, which classifies it, logs it and draws the dashboard. numba's kernels run without the GIL
+and torch releases it, so reading goes on while the network runs.
+
+The hand-off holds at most ``capacity`` windows. When the classifier falls behind, the oldest waiting
+window is dropped and counted: memory and latency stay bounded whatever the event rate, and the dashboard
+says how much went unclassified. A replay at speed 0 is the exception: a file can wait, so there the
+reader waits for the classifier and every window is classified.
+
+A camera or network stream that goes away is reopened with exponential backoff; framing starts afresh on
+the new connection, whose clock may differ from the old one's. Sources are in masnn.live.sources, the dashboard
+and the OpenCV view in masnn.live.view.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from masnn.datasets.events import EventFileError
+from masnn.datasets.transforms.framing import COUNT_DTYPE, UnsortedEvents
+from masnn.live.framer import LiveWindow, WindowFramer
+from masnn.live.sources import POLL_S, Connection, Source
+from masnn.live.view import EventView, prediction_line, render_dashboard, summary_table
+
+BACKOFF_S = (0.5, 8.0)  # first and longest wait between reconnection attempts (doubling in between)
+TICK_S = 0.1  # the dashboard is redrawn at least this often, windows or not
+READER_JOIN_S = 2.0  # a reader stuck inside a device call is a daemon thread: never wait for it forever
+HISTORY = 100_000  # predictions whose latencies the summary's percentiles cover
+DASHBOARD_HISTORY = 1_000  # the dashboard's: the last minute or two, and cheap to sort ten times a second
+RECENT_ACTIONS = 6
+
+
+class Handoff:
+    """Windows from the reader to the classifier, at most ``capacity`` held. When full, the oldest waiting
+    window is dropped (live: the newest data is the one worth classifying), or with ``lossless`` the reader
+    waits."""
+
+    def __init__(self, capacity: int = 1, lossless: bool = False):
+        if capacity < 1:
+            raise ValueError(f"the hand-off must hold at least one window, got {capacity}")
+        self.capacity, self.lossless = capacity, lossless
+        self._items: deque[LiveWindow] = deque()
+        self._changed = threading.Condition()
+        self.closed = False
+        self.dropped = 0
+        self.high_water = 0  # the most windows it ever held
+
+    def put(self, window: LiveWindow, stop: threading.Event) -> LiveWindow | None:
+        """Returns the window dropped to make room, if any."""
+        with self._changed:
+            while self.lossless and len(self._items) >= self.capacity:
+                if stop.is_set():  # the run is over: nothing waits for this window any more
+                    return None
+                self._changed.wait(TICK_S)
+            dropped = self._items.popleft() if len(self._items) >= self.capacity else None
+            if dropped is not None:
+                self.dropped += 1
+            self._items.append(window)
+            self.high_water = max(self.high_water, len(self._items))
+            self._changed.notify_all()
+            return dropped
+
+    def get(self, timeout: float) -> LiveWindow | None:
+        with self._changed:
+            if not self._items and not self.closed:
+                self._changed.wait(timeout)
+            if not self._items:
+                return None
+            window = self._items.popleft()
+            self._changed.notify_all()
+            return window
+
+    def close(self) -> None:
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    def drop_waiting(self) -> None:
+        """At the end of a run: windows still waiting were never classified, so they count as dropped."""
+        with self._changed:
+            self.dropped += len(self._items)
+            self._items.clear()
+
+    @property
+    def finished(self) -> bool:
+        return self.closed and not self._items
+
+
+# --- the pipeline --------------------------------------------------------------------------------------
+
+@dataclass
+class LiveOptions:
+    stride_ms: float = 100.0  # rounded down to whole frames, so updates come at least this often
+    top_k: int = 3
+    capacity: int = 1  # windows waiting for the classifier
+    backoff_s: tuple[float, float] = BACKOFF_S
+    log: Path | None = None  # JSON lines: every prediction, reconnects, the summary
+    torch_threads: int | None = None  # None: all cores but the reader's
+    warm_up: bool = True  # one inference on empty frames first, so the first window is not the slow one
+
+    def stride_frames(self, dt_us: int) -> int:
+        if self.stride_ms <= 0:
+            raise ValueError(f"--stride must be positive, got {self.stride_ms} ms")
+        return max(1, int(self.stride_ms * 1000 // dt_us))
+
+
+@dataclass
+class IngestState:
+    """What the reader thread reports; only it writes here."""
+
+    status: str = "connecting"
+    source: str = ""
+    sensor_size: tuple[int, int] | None = None
+    connection: int = 0
+    events: int = 0
+    batches: int = 0
+    framed_events: int = 0  # events in completed frames (after the spatial crop)
+    windows: int = 0  # windows made, dropped and superseded ones included
+    superseded: int = 0
+    lag_s: float = 0.0  # wall time minus (speed-scaled) stream time since the connection's first event
+    max_lag_s: float = 0.0
+    reader_cpu_s: float = 0.0  # the reader thread's CPU time, set when it ends
+    first_batch: float | None = None
+    last_batch: float | None = None
+    clock: tuple[float, int] | None = None  # (wall, stream time) at the connection's first batch
+
+    def note_batch(self, events: np.ndarray, arrival: float, speed: float) -> None:
+        self.events += len(events)
+        self.batches += 1
+        self.first_batch = self.first_batch or arrival
+        self.last_batch = arrival
+        if self.clock is None:
+            self.clock = (arrival, int(events["t"][0]))
+        if speed:
+            self.lag_s = (arrival - self.clock[0]) - (int(events["t"][-1]) - self.clock[1]) / 1e6 / speed
+            self.max_lag_s = max(self.max_lag_s, self.lag_s)
+
+
+@dataclass
+class LiveStats:
+    """What the main thread measured; only it writes here."""
+
+    predictions: int = 0
+    first_at: float | None = None  # perf_counter() of the first and the latest prediction
+    last_at: float | None = None
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # event arrival -> prediction
+    model_ms: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
+    energy_uj: float = 0.0
+    spikes: float = 0.0
+    covered_events: int = 0  # events in frames some classified window held
+    covered: tuple[int, int] = (0, 0)  # (connection, frames) classified so far
+    last: dict | None = None
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_ACTIONS))  # runs of one top class
+    reconnects: int = 0
+    disconnects: int = 0
+    notices: deque = field(default_factory=lambda: deque(maxlen=4))
+    rate_samples: deque = field(default_factory=lambda: deque(maxlen=64))  # (wall, events ingested)
+
+    def add(self, record: dict, window: LiveWindow, done: float) -> None:
+        self.predictions += 1
+        self.first_at = self.first_at or done
+        self.last_at = done
+        self.latency_ms.append(record["latency_ms"])
+        self.model_ms.append(record["stats"]["latency_ms"])
+        self.energy_uj += record["stats"]["energy_uj"]
+        self.spikes += record["stats"]["spikes"]
+        self.last = record
+        self._cover(window)
+        self._remember_action(record)
+
+    def _cover(self, window: LiveWindow) -> None:
+        """Counts only the frames no earlier classified window held, so overlapping windows count once."""
+        connection, done = self.covered
+        done = done if connection == window.connection else 0
+        fresh = max(0, done - window.first_frame)
+        self.covered_events += int(window.frame_events[fresh:].sum())
+        self.covered = (window.connection, window.first_frame + len(window.frame_events))
+
+    def _remember_action(self, record: dict) -> None:
+        top = record["top_k"][0]
+        if self.recent and self.recent[-1]["class"] == top["class"]:
+            run = self.recent[-1]
+            run["to_s"], run["windows"] = record["stream_s"][1], run["windows"] + 1
+            run["confidence"] = max(run["confidence"], top["probability"])
+        else:
+            self.recent.append({"class": top["class"], "from_s": record["stream_s"][1], "to_s": record["stream_s"][1],
+                                "windows": 1, "confidence": top["probability"]})
+
+    def events_per_s(self, now: float, events: int) -> float:
+        self.rate_samples.append((now, events))
+        while len(self.rate_samples) > 2 and now - self.rate_samples[1][0] >= 1.0:
+            self.rate_samples.popleft()  # keep about the last second
+        (t0, e0), (t1, e1) = self.rate_samples[0], self.rate_samples[-1]
+        return (e1 - e0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def percentiles(values: deque, newest: int | None = None) -> dict:
+    """p50 and p99 of the ``newest`` values (all by default)."""
+    chosen = np.fromiter(values if newest is None else islice(reversed(values), newest), float)
+    if not len(chosen):
+        return {"p50": None, "p99": None}
+    p50, p99 = np.percentile(chosen, [50, 99])
+    return {"p50": float(p50), "p99": float(p99)}
+
+
+class JsonLines:
+    """The --log file: one JSON object a line, flushed at once, so a crash or Ctrl-C loses nothing written."""
+
+    def __init__(self, path: Path | None):
+        self.file = open(path, "w", encoding="utf-8") if path is not None else None
+
+    def write(self, record: dict) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class LivePipeline:
+    """Source -> reader thread (framing, windows) -> bounded hand-off -> classifier in the calling thread.
+
+    ``classifier`` is a masnn.classify.Classifier or anything with its ``framing``, ``class_names``,
+    ``window_us`` and ``__call__(frames, top_k)``."""
+
+    def __init__(self, source: Source, classifier, options: LiveOptions = LiveOptions()):
+        self.source, self.classifier, self.options = source, classifier, options
+        self.stride_frames = options.stride_frames(classifier.framing.dt_us)
+        if options.top_k < 1:
+            raise ValueError(f"--top-k must be at least 1, got {options.top_k}")
+        self.handoff = Handoff(options.capacity, source.lossless)
+        self.ingest = IngestState(source=source.name)
+        self.stats = LiveStats()
+        self._stop = threading.Event()
+        self._notices: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._log = JsonLines(None)
+        self.started = self.ended = None
+        self.interrupted = False
+
+    def stop(self) -> None:
+        """Ends the run (from any thread); ``run`` then returns its summary."""
+        self._stop.set()
+
+    @property
+    def dropped_windows(self) -> int:
+        return self.handoff.dropped + self.ingest.superseded
+
+    def run(self, on_prediction: Callable[[dict, LiveWindow], None] | None = None,
+            on_tick: Callable[["LivePipeline"], None] | None = None) -> dict:
+        """Classifies until the source ends (a replay), ``stop()`` or Ctrl-C; returns the summary. The first
+        connection is made here: if it fails, the error is the caller's (a wrong address, no camera)."""
+        connection = self.source.connect()
+        threads = self._set_torch_threads()
+        self._log = JsonLines(self.options.log)
+        reader = threading.Thread(target=self._read, args=(connection,), name="masnn-live-reader", daemon=True)
+        try:
+            self._warm_up(connection.sensor_size)
+            self.started = time.perf_counter()
+            reader.start()
+            self._serve(on_prediction, on_tick)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            self._stop.set()
+            if reader.ident is None:  # never started: the connection is still ours to close
+                connection.close()
+            elif reader.is_alive():
+                reader.join(READER_JOIN_S)
+            self.handoff.drop_waiting()
+            self.ended = time.perf_counter()
+            self._handle_notices()
+            summary = self.summary()
+            self._log.write({"event": "summary", "wall_time": time.time(), **summary})
+            self._log.close()
+            self._restore_torch_threads(threads)
+        if self._error is not None:
+            raise self._error
+        return summary
+
+    def _serve(self, on_prediction, on_tick) -> None:
+        while not self._stop.is_set():
+            window = self.handoff.get(TICK_S)
+            self._handle_notices()
+            if window is not None:
+                record = self._classify(window)
+                if on_prediction is not None:
+                    on_prediction(record, window)
+            elif self.handoff.finished:
+                return
+            if on_tick is not None:
+                on_tick(self)
+
+    def _classify(self, window: LiveWindow) -> dict:
+        entry = self.classifier(window.frames, self.options.top_k)
+        done = time.perf_counter()
+        record = {"event": "prediction", "index": self.stats.predictions, "wall_time": time.time(),
+                  "connection": window.connection, "window": window.index,
+                  "stream_us": [window.start_us, window.end_us],
+                  "stream_s": [(window.start_us - window.origin_us) / 1e6, (window.end_us - window.origin_us) / 1e6],
+                  "top_k": entry["top_k"], "stats": entry["stats"], "latency_ms": 1e3 * (done - window.arrival),
+                  "dropped_windows": self.dropped_windows}
+        self.stats.add(record, window, done)
+        self._log.write(record)
+        return record
+
+    def _warm_up(self, sensor_size: tuple[int, int]) -> None:
+        if self.options.warm_up:
+            framing = self.classifier.framing
+            width, height = framing.output_size(sensor_size)
+            self.classifier(np.zeros((framing.n_frames, 2, height, width), COUNT_DTYPE), 1)
+
+    def _set_torch_threads(self) -> int | None:
+        """On a few cores torch's own threads fight the reader for them; leave the reader one."""
+        import torch
+
+        previous = torch.get_num_threads()
+        wanted = self.options.torch_threads or max(1, (os.cpu_count() or 1) - 1)
+        torch.set_num_threads(wanted)
+        return previous
+
+    @staticmethod
+    def _restore_torch_threads(previous: int | None) -> None:
+        import torch
+
+        if previous:
+            torch.set_num_threads(previous)
+
+    # -- the reader thread --
+
+    def _read(self, connection: Connection) -> None:
+        cpu_started = time.thread_time()
+        try:
+            while connection is not None:
+                try:
+                    self._ingest(connection)
+                finally:
+                    connection.close()
+                if self._stop.is_set() or not self.source.reconnects:
+                    self.ingest.status = "ended" if self._stop.is_set() else f"ended ({connection.lost})"
+                    connection = None
+                else:
+                    connection = self._reconnect(connection.lost)
+        except BaseException as error:  # handed to the main thread, which raises it after the summary
+            self._error = error
+            self._stop.set()
+        finally:
+            self.ingest.reader_cpu_s = time.thread_time() - cpu_started
+            self.handoff.close()
+
+    def _ingest(self, connection: Connection) -> None:
+        state = self.ingest
+        state.connection += 1
+        state.source, state.sensor_size, state.status, state.clock = connection.name, connection.sensor_size, "connected", None
+        framer = self._framer(connection)
+        for batch in connection.batches(self._stop):
+            if batch is None:
+                self._stop.wait(POLL_S)
+                continue
+            arrival = time.perf_counter()
+            state.note_batch(batch, arrival, self.source.speed)
+            try:
+                framed = framer.add(batch, arrival)
+            except UnsortedEvents as error:  # a device reset or a restarted stream: frames start afresh
+                self._notify({"event": "time-reset", "source": connection.name, "reason": str(error)})
+                framer, state.clock = self._framer(connection), None
+                framed = framer.add(batch, arrival)
+            state.superseded += framed.superseded
+            state.windows += len(framed.windows) + framed.superseded
+            state.framed_events += framed.framed_events
+            for window in framed.windows:
+                self.handoff.put(window, self._stop)
+
+    def _framer(self, connection: Connection) -> WindowFramer:
+        return WindowFramer(self.classifier.framing, connection.sensor_size, self.stride_frames,
+                            self.ingest.connection, newest_only=not self.handoff.lossless)
+
+    def _reconnect(self, reason: str) -> Connection | None:
+        """Reopens the source, waiting 0.5 s, 1 s, 2 s ... 8 s between attempts, until it answers or the run ends."""
+        lost_at = time.perf_counter()
+        self._notify({"event": "disconnect", "source": self.source.name, "reason": reason})
+        delay, attempts = self.options.backoff_s[0], 0
+        while True:
+            self.ingest.status = f"disconnected ({reason}); attempt {attempts + 1} in {delay:g} s"
+            if self._stop.wait(delay):
+                return None
+            attempts += 1
+            try:
+                connection = self.source.connect()
+            except (OSError, EventFileError, RuntimeError) as error:
+                reason = str(error)
+                delay = min(2 * delay, self.options.backoff_s[1])
+                continue
+            self._notify({"event": "reconnect", "source": self.source.name, "attempts": attempts,
+                          "offline_s": round(time.perf_counter() - lost_at, 3)})
+            return connection
+
+    def _notify(self, notice: dict) -> None:
+        self._notices.put({**notice, "wall_time": time.time()})
+
+    def _handle_notices(self) -> None:
+        while True:
+            try:
+                notice = self._notices.get_nowait()
+            except queue.Empty:
+                return
+            self.stats.reconnects += notice["event"] == "reconnect"
+            self.stats.disconnects += notice["event"] == "disconnect"
+            self.stats.notices.append(notice)
+            self._log.write(notice)
+
+    # -- figures --
+
+    def snapshot(self, latency_history: int | None = DASHBOARD_HISTORY) -> dict:
+        """Every figure the dashboard and the summary show, as plain data; latency percentiles over the
+        newest ``latency_history`` predictions (None: all kept)."""
+        now = self.ended or time.perf_counter()
+        stats, ingest, framing = self.stats, self.ingest, self.classifier.framing
+        wall = now - self.started if self.started else 0.0
+        ingest_s = (ingest.last_batch - ingest.first_batch) if ingest.first_batch and ingest.last_batch else 0.0
+        last = stats.last
+        window_s = self.classifier.window_us / 1e6
+        return {
+            "source": ingest.source, "status": ingest.status, "sensor": ingest.sensor_size, "connections": ingest.connection,
+            "model": {"weights": getattr(self.classifier, "weights", "?"), "T": framing.n_frames, "dt_ms": framing.dt_us / 1000,
+                      "window_ms": window_s * 1000, "stride_ms": self.stride_frames * framing.dt_us / 1000},
+            "wall_s": wall,
+            "current": last["top_k"] if last else [],
+            "current_stream_s": last["stream_s"] if last else None,
+            "recent_actions": list(stats.recent),
+            "events": ingest.events,
+            "events_per_s": stats.events_per_s(now, ingest.events),
+            "events_per_s_mean": ingest.events / ingest_s if ingest_s > 0 else 0.0,
+            "spikes_per_s": last["stats"]["spikes"] / window_s if last else 0.0,  # the network's activity in the last window
+            "energy_per_inference_uj": last["stats"]["energy_uj"] if last else None,
+            "energy_per_inference_mean_uj": stats.energy_uj / stats.predictions if stats.predictions else None,
+            "predictions": stats.predictions,
+            "predictions_per_s": self._prediction_rate(),
+            "latency_ms": percentiles(stats.latency_ms, latency_history),
+            "model_latency_ms": percentiles(stats.model_ms, latency_history),
+            "windows": ingest.windows,
+            "dropped_windows": self.dropped_windows,
+            "unclassified_events": max(0, ingest.framed_events - stats.covered_events),
+            "handoff": {"capacity": self.handoff.capacity, "high_water": self.handoff.high_water},
+            "lag_s": ingest.lag_s if self.source.speed else None,
+            "max_lag_s": ingest.max_lag_s if self.source.speed else None,
+            "reader_cpu_share": ingest.reader_cpu_s / ingest_s if ingest_s > 0 else None,  # of one core, while streaming
+            "reconnects": stats.reconnects,
+            "notices": list(stats.notices),
+        }
+
+    def _prediction_rate(self) -> float:
+        """Predictions per second once they started (the first needs a whole window of stream)."""
+        stats = self.stats
+        return (stats.predictions - 1) / (stats.last_at - stats.first_at) if stats.predictions > 1 and stats.last_at > stats.first_at else 0.0
+
+    def summary(self) -> dict:
+        """The run's figures; the dashboard's momentary ones (the last second, the last window) are left out."""
+        figures = self.snapshot(latency_history=None)
+        for key in ("current", "current_stream_s", "notices", "status", "recent_actions", "events_per_s", "spikes_per_s", "energy_per_inference_uj"):
+            figures.pop(key)
+        window_s = self.classifier.window_us / 1e6
+        figures["spikes_per_s_mean"] = self.stats.spikes / (self.stats.predictions * window_s) if self.stats.predictions else 0.0
+        figures["interrupted"] = self.interrupted
+        return figures
+
+
+def run_live(source: Source, classifier, options: LiveOptions, console, show: bool = False) -> dict:
+    """`masnn live`: the pipeline with a dashboard (or one line per prediction off a terminal), an optional
+    OpenCV view, and the summary at the end."""
+    from rich.live import Live
+
+    pipeline = LivePipeline(source, classifier, options)
+    view = EventView(pipeline.stride_frames) if show else None
+
+    def on_prediction(record, window):
+        if not console.is_terminal:
+            console.print(prediction_line(record), highlight=False)
+        if view is not None and not view.show(record, window):
+            pipeline.stop()
+
+    def on_tick(p):
+        if live is not None:
+            live.update(render_dashboard(p.snapshot()))
+        if view is not None and not view.poll():
+            p.stop()
+
+    live = Live(render_dashboard(pipeline.snapshot()), console=console, refresh_per_second=10) if console.is_terminal else None
+    try:
+        if live is not None:
+            with live:
+                summary = pipeline.run(on_prediction, on_tick)
+        else:
+            summary = pipeline.run(on_prediction, on_tick)
+    finally:
+        if view is not None:
+            view.close()
+    console.print(summary_table(summary))
+    return summary

@@ -1,0 +1,185 @@
+"""Live event sources for `masnn live`: a DVS camera, a DV network stream, a recording replayed at its own pace.
+
+A ``Source`` opens ``Connection``s; a connection yields event batches (EVENT_DTYPE arrays, or None when nothing
+is new yet) until its device goes away or the run stops. Cameras and streams are reopened by the pipeline
+after a disconnect; a replay ends with its file.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+from urllib.parse import urlsplit
+
+import numpy as np
+from masnn.datasets.events import as_events
+from masnn.datasets.io.readers import open_recording
+
+POLL_S = 0.001  # a live source with nothing new is asked again after this long
+PACE_SLICE_US = 5_000  # a paced replay hands events over in slices this long, as a camera would
+
+
+def dv_message(error: Exception) -> str:
+    """dv-processing's error text without its source path, stack trace and boost details."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("RuntimeError: "):
+            return line[len("RuntimeError: "):]
+    return lines[0].split(" [", 1)[0] if lines else type(error).__name__
+
+
+# --- sources -------------------------------------------------------------------------------------------
+
+class Connection(Protocol):
+    name: str
+    sensor_size: tuple[int, int]
+    lost: str  # why batches() ended
+
+    def batches(self, stop: threading.Event) -> Iterator[np.ndarray | None]:
+        """Canonical event arrays as they arrive; None when there is nothing new yet."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Source:
+    """Where events come from. ``connect`` opens a connection or raises OSError / EventFileError naming the
+    problem. A source that ``reconnects`` is reopened when it ends (cameras, streams); otherwise its end is
+    the end of the run. ``speed``: stream seconds per wall second (0: unpaced, as fast as it is read)."""
+
+    name: str
+    connect: Callable[[], Connection]
+    reconnects: bool = True
+    lossless: bool = False  # the reader waits for the classifier instead of dropping windows
+    speed: float = 1.0
+
+
+class DvConnection:
+    """A dv-processing input (camera or network reader) as batches of canonical events."""
+
+    def __init__(self, reader, name: str):
+        if not reader.isEventStreamAvailable():
+            raise OSError(f"{name}: has no event stream")
+        resolution = reader.getEventResolution()
+        if resolution is None:
+            raise OSError(f"{name}: the event stream does not give its resolution")
+        self.reader, self.name = reader, name
+        self.sensor_size = (int(resolution[0]), int(resolution[1]))
+        self.lost = ""
+
+    def batches(self, stop):
+        while not stop.is_set():
+            try:
+                batch = self.reader.getNextEventBatch()
+            except RuntimeError as error:  # the device or the peer went away mid-read
+                self.lost = dv_message(error)
+                return
+            if batch is None:
+                if not self.reader.isRunning():
+                    self.lost = "the stream ended"
+                    return
+                yield None
+            elif batch.size():
+                yield as_events(batch.numpy())
+
+    def close(self):
+        self.reader = None
+
+
+def camera_source(serial: str | None = None) -> Source:
+    name = f"camera {serial}" if serial else "camera"
+
+    def connect():
+        import dv_processing as dv
+
+        try:
+            camera = dv.io.camera.open(serial) if serial else dv.io.camera.open()
+        except IndexError:  # dv-processing's answer when discovery found no camera at all
+            raise OSError("no DVS camera found (none connected, or not readable by this user)") from None
+        except RuntimeError as error:
+            raise OSError(f"{name}: cannot be opened ({dv_message(error)})") from None
+        return DvConnection(camera, f"camera {camera.getCameraName()}")
+
+    return Source(name, connect)
+
+
+def parse_stream_url(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # out of range or not a number
+        port = None
+    if parts.scheme != "tcp" or not parts.hostname or not port or parts.path not in ("", "/"):
+        raise ValueError(f"--stream {url!r}: expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:7777")
+    return parts.hostname, port
+
+
+def stream_source(url: str) -> Source:
+    host, port = parse_stream_url(url)
+
+    def connect():
+        import dv_processing as dv
+
+        try:
+            reader = dv.io.NetworkReader(host, port)
+        except RuntimeError as error:
+            raise OSError(f"{url}: cannot connect ({dv_message(error)})") from None
+        return DvConnection(reader, url)
+
+    return Source(url, connect)
+
+
+class Pacer:
+    """Holds events back until the wall clock reaches their stream time, scaled by ``speed`` (0: no waiting)."""
+
+    def __init__(self, speed: float):
+        self.speed = speed
+        self.origin: tuple[float, int] | None = None  # (wall, stream time) of the first event
+
+    def wait_for(self, t_us: int, stop: threading.Event) -> bool:
+        """False when ``stop`` was set (while waiting or before)."""
+        if not self.speed:
+            return not stop.is_set()
+        if self.origin is None:
+            self.origin = (time.perf_counter(), t_us)
+        delay = self.origin[0] + (t_us - self.origin[1]) / 1e6 / self.speed - time.perf_counter()
+        return not stop.wait(delay) if delay > 0 else not stop.is_set()
+
+
+def time_slices(events: np.ndarray, slice_us: int) -> list[np.ndarray]:
+    """Time-sorted events cut at multiples of ``slice_us`` (views, no copy)."""
+    t = events["t"]
+    first = int(t[0])
+    edges = np.arange(first - first % slice_us + slice_us, int(t[-1]) + 1, slice_us)
+    return [piece for piece in np.split(events, np.searchsorted(t, edges)) if len(piece)]
+
+
+class ReplayConnection:
+    def __init__(self, path: Path, speed: float):
+        self.recording = open_recording(path)
+        self.name, self.sensor_size, self.speed = f"replay {path}", self.recording.info.sensor_size, speed
+        self.lost = "end of the recording"
+
+    def batches(self, stop):
+        pacer = Pacer(self.speed)
+        for chunk in self.recording.chunks():
+            for piece in time_slices(chunk, PACE_SLICE_US) if self.speed else [chunk]:
+                if not pacer.wait_for(int(piece["t"][-1]), stop):
+                    return
+                yield piece
+
+    def close(self):
+        self.recording.close()
+
+
+def replay_source(path: str | Path, speed: float = 1.0) -> Source:
+    """A recording played as a live stream: real speed by default; speed 0 plays it as fast as the
+    classifier goes, classifying every window."""
+    if speed < 0:
+        raise ValueError(f"--speed must be 0 (unpaced) or positive, got {speed}")
+    path = Path(path)
+    with open_recording(path):  # an unreadable file fails here, before any model is loaded
+        pass
+    return Source(f"replay {path}", lambda: ReplayConnection(path, speed), reconnects=False, lossless=speed == 0, speed=speed)

@@ -1,0 +1,109 @@
+"""Training configuration: one dataclass, presets (the paper's and CPU-sized ones), TOML files and overrides,
+merged in that order by ``load_config``."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+
+
+@dataclass
+class TrainConfig:
+    # model: create_model(model, attention=..., placement=..., T=..., num_classes=..., **model_kwargs)
+    model: str = "ma-snn-3layer"
+    attention: str = "TCS"
+    placement: str = "paper"
+    T: int = 60
+    num_classes: int = 11
+    model_kwargs: dict = field(default_factory=dict)  # e.g. input_size, r_t, lif
+    framing: dict = field(default_factory=dict)  # read by the dataset side (dt_ms, size, crops); stored in checkpoints
+    class_names: list = field(default_factory=list)  # label i's name, for reports (set from the dataset by the CLI)
+    # optimisation
+    epochs: int = 300
+    batch_size: int = 128  # global: split over ranks when distributed
+    lr: float = 1e-4
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0
+    # A bias feeding a BatchNorm has an exactly-zero true gradient (BN subtracts it; running_mean absorbs it), but
+    # Adam turns its rounding noise into +-lr steps, a random walk that makes runs differ across thread counts and
+    # ranks. Frozen by default (the function is unchanged); True trains it as the authors' code does.
+    train_bn_fed_bias: bool = False
+    loss: str = "mse"  # mse (paper: rates vs one-hot) | ce (cross-entropy on rates * ce_scale)
+    ce_scale: float = 10.0
+    scheduler: str = "plateau"  # plateau (paper, on the training loss) | cosine | none
+    plateau_factor: float = 0.1
+    plateau_patience: int = 5
+    # run
+    seed: int = 0
+    out_dir: str = "runs/train"
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = False  # bfloat16 autocast, only on CUDA
+    num_workers: int = 0
+
+    def __post_init__(self):
+        choices = {"optimizer": ("adam", "adamw"), "loss": ("mse", "ce"), "scheduler": ("plateau", "cosine", "none")}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name} must be one of {valid}, got {getattr(self, name)!r}")
+        if self.batch_size < 1 or self.epochs < 0:
+            raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {self.batch_size} and {self.epochs}")
+
+    def model_args(self) -> dict:
+        """The arguments that rebuild the model: {"name": ..., **kwargs} (what checkpoints store)."""
+        return {"name": self.model, "attention": self.attention, "placement": self.placement, "T": self.T,
+                "num_classes": self.num_classes, **self.model_kwargs}
+
+
+_PAPER = {"model": "ma-snn-3layer", "attention": "TCS", "placement": "paper", "T": 60, "epochs": 300,
+          "batch_size": 128, "lr": 1e-4, "optimizer": "adam", "loss": "mse", "scheduler": "plateau",
+          "framing": {"dt_ms": 15.0, "size": 32}}
+TRAIN_PRESETS: dict[str, dict] = {
+    "gesture-paper": {**_PAPER, "num_classes": 11},
+    "gait-paper": {**_PAPER, "num_classes": 20},  # DVS128-Gait-Day: 20 subjects
+    # The same 0.9 s window in 20 frames. Cosine decay: in a 20-epoch budget the paper's plateau schedule never
+    # fired (the training loss kept falling), which left the learning rate at 1e-3 to the end.
+    "gesture-cpu-small": {**_PAPER, "num_classes": 11, "T": 20, "batch_size": 16, "epochs": 5, "lr": 1e-3,
+                          "scheduler": "cosine", "framing": {"dt_ms": 45.0, "size": 32}},
+}
+# Gait on the CPU: 20 frames of 100 ms, so a window spans about two gait cycles (the paper's 5-layer gait
+# setting spans a whole walk, 20 x 220 ms). Cross-entropy for 20 identities: with the paper's MSE the
+# all-silent output (loss 1/20) is a trap that a short CPU budget did not leave. The plateau schedule is the one
+# the shipped gait models were trained with.
+TRAIN_PRESETS["gait-cpu-small"] = {**TRAIN_PRESETS["gesture-cpu-small"], "num_classes": 20, "loss": "ce", "scheduler": "plateau",
+                             "framing": {"dt_ms": 100.0, "size": 32}}
+
+
+def _apply(values: dict, updates: dict, source: str) -> dict:
+    valid = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(updates) - valid)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown} in {source}; valid keys: {sorted(valid)}")
+    out = dict(values)
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}  # tables (framing, model_kwargs) merge key by key
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None,
+                preset: str | None = None) -> TrainConfig:
+    """Defaults < preset (argument, or ``preset = "..."`` in the file) < TOML file < overrides (None values skipped,
+    so unset CLI flags never override the file). Unknown keys raise ValueError naming them."""
+    file_values = {}
+    if path is not None:
+        with open(path, "rb") as f:
+            file_values = tomllib.load(f)
+    preset = file_values.pop("preset", None) if preset is None else preset
+    file_values.pop("preset", None)
+    values = {}
+    if preset is not None:
+        if preset not in TRAIN_PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; presets: {sorted(TRAIN_PRESETS)}")
+        values = _apply(values, TRAIN_PRESETS[preset], f"preset {preset!r}")
+    values = _apply(values, file_values, str(path))
+    values = _apply(values, {k: v for k, v in (overrides or {}).items() if v is not None}, "overrides")
+    return TrainConfig(**values)

@@ -1,0 +1,386 @@
+"""Synthetic DVS recordings: articulated people in front of a camera, through a DVS pixel model.
+
+A scene (background, clothing, body, distance, lighting, camera shake) is drawn at random per sample;
+a motion model (``motions.py``) moves the figure; ``figure.render`` draws linear-intensity frames at
+``frame_rate``; the lighting multiplies them (mains flicker for fluorescent light); the pixel model
+(``emulator.DvsEmulator``) turns the frame sequence into events with interpolated, sub-millisecond
+timestamps. Everything derives from one seed, so a dataset is reproducible bit for bit.
+
+Layouts written here are those of the real datasets, so the same readers and loaders serve both:
+- DVS128 Gesture: DvsGesture/userNN_<lighting>.aedat (AEDAT 3.1) + userNN_<lighting>_labels.csv +
+  trials_to_train.txt / trials_to_test.txt, split by user;
+- DVS128 Gait: train|test/<subject id>/<walk>.txt, one "t x y p" line per event.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from masnn.datasets.events import EVENT_DTYPE
+from masnn.datasets.io.writers import (
+    atomic_path,
+    write_aedat4,
+    write_aedat31,
+    write_text,
+)
+from masnn.datasets.synth.emulator import DvsEmulator, PixelParams
+from masnn.datasets.synth.figure import (
+    Look,
+    ShakableBackground,
+    make_background,
+    render,
+)
+from masnn.datasets.synth.motions import (
+    GESTURE_CLASSES,
+    Body,
+    Gait,
+    Placement,
+    far_side,
+    gesture_pose,
+    random_gait,
+    random_style,
+    rest_pose,
+    walk_pose,
+    walk_speed,
+)
+
+GENERATOR_VERSION = "2"  # 2: gait walkers at a fixed camera distance, with stature; gesture output as in 1
+SENSORS = {"dvs128": (128, 128), "davis346": (346, 260), "dvxplorer": (640, 480), "dvxplorer-lite": (320, 240)}
+SENSOR_CAMERAS = {"dvs128": "DVS128", "davis346": "DAVIS346", "dvxplorer": "DVXplorer", "dvxplorer-lite": "DVXplorer_Lite"}
+LIGHTINGS = ("fluorescent", "fluorescent_led", "lab", "led", "natural")
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """Illumination: mean level (linear; ~1 = a bright room) and mains flicker of the light sources."""
+
+    name: str
+    level: float
+    flicker_hz: float = 0.0  # 100 Hz (50 Hz mains) or 120 Hz (60 Hz mains) for fluorescent tubes
+    flicker_depth: float = 0.0  # relative modulation of the light
+    drift: float = 0.0  # slow relative change (clouds, for natural light)
+
+    def gain(self, t: float, phase: float) -> float:
+        flicker = self.flicker_depth * np.sin(2 * np.pi * self.flicker_hz * t + phase) if self.flicker_hz else 0.0
+        return self.level * (1 + flicker + self.drift * np.sin(2 * np.pi * 0.07 * t + phase))
+
+
+def random_lighting(name: str, rng: np.random.Generator) -> Lighting:
+    mains = float(rng.choice([100.0, 120.0]))
+    if name == "fluorescent":
+        return Lighting(name, rng.uniform(0.4, 0.8), mains, rng.uniform(0.03, 0.08))
+    if name == "fluorescent_led":
+        return Lighting(name, rng.uniform(0.5, 0.9), mains, rng.uniform(0.01, 0.04))
+    if name == "lab":
+        return Lighting(name, rng.uniform(0.5, 1.0), mains, rng.uniform(0.005, 0.02))
+    if name == "led":
+        return Lighting(name, rng.uniform(0.3, 0.7))  # PWM far above the photoreceptor's bandwidth
+    if name == "natural":
+        return Lighting(name, rng.uniform(0.5, 1.1), drift=rng.uniform(0.0, 0.05))  # daylight through windows
+    raise ValueError(f"unknown lighting {name!r}; known: {', '.join(LIGHTINGS)}")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything about a recording that is not the motion itself."""
+
+    sensor_size: tuple[int, int]
+    background: np.ndarray
+    look: Look
+    body: Body
+    placement: Placement
+    lighting: Lighting
+    shake_px: float  # standard deviation of the camera's slow wobble, pixels
+    flicker_phase: float
+    seed: int
+
+
+def random_scene(sensor_size, lighting_name: str, rng: np.random.Generator, body: Body | None = None,
+                 placement: Placement | None = None) -> Scene:
+    """A random look, background and lighting; ``placement`` defaults to DVS128 Gesture's framing."""
+    width, height = sensor_size
+    background_level = rng.uniform(0.2, 0.6)
+    background = make_background(sensor_size, rng, level=background_level, contrast=rng.uniform(0.1, 0.5))
+    clothing = background_level * float(rng.choice([rng.uniform(0.15, 0.5), rng.uniform(1.6, 2.6)]))
+    look = Look(clothing=clothing, skin=rng.uniform(0.4, 0.9))
+    if placement is None:
+        # DVS128 Gesture: head near the top third, upper body in the lower two thirds, arm circles
+        # reaching the frame's edges
+        side = min(width, height)
+        height_px = side * rng.uniform(1.35, 1.7)
+        placement = Placement(width / 2 + side * rng.uniform(-0.06, 0.06), height / 2 + side * rng.uniform(0.38, 0.5), height_px)
+    return Scene(
+        sensor_size=tuple(sensor_size),
+        background=background,
+        look=look,
+        body=body or Body().varied(rng),
+        placement=placement,
+        lighting=random_lighting(lighting_name, rng),
+        shake_px=rng.uniform(0.02, 0.25),
+        flicker_phase=rng.uniform(0, 2 * np.pi),
+        seed=int(rng.integers(1 << 31)),
+    )
+
+
+PoseAt = Callable[[float], tuple[dict, Placement, str | None]]
+
+
+def simulate(scene: Scene, pose_at: PoseAt, duration: float, t0_us: int, params: PixelParams, frame_rate: float = 500.0, chunk_s: float = 1.0) -> Iterator[np.ndarray]:
+    """Events of ``duration`` seconds of the scene, in chunks of about ``chunk_s`` seconds (bounded memory).
+
+    ``pose_at(t)`` gives the joints (body units), the placement and the far side (or None) at t seconds.
+    """
+    rng = np.random.default_rng(scene.seed)
+    n_frames = int(round(duration * frame_rate))
+    shake = np.zeros(2)
+    shake_smoothing = np.exp(-1 / (0.5 * frame_rate))  # the wobble wanders on a 0.5 s time scale
+
+    background = ShakableBackground.of(scene.background)
+
+    def frame(i: int) -> np.ndarray:
+        nonlocal shake
+        t = i / frame_rate
+        joints, placement, hidden = pose_at(t)
+        shake = shake * shake_smoothing + rng.normal(0, scene.shake_px * np.sqrt(1 - shake_smoothing**2), 2)
+        # the whole view moves with the camera: background and figure alike
+        moved = replace(placement, pelvis_x=placement.pelvis_x + shake[0], pelvis_y=placement.pelvis_y + shake[1])
+        image = render(background.shifted(*shake), moved.to_pixels(joints), moved.height_px, scene.look, hidden)
+        return image * np.float32(scene.lighting.gain(t, scene.flicker_phase))
+
+    emulator = DvsEmulator(frame(0), t0_us, params, rng=np.random.default_rng(scene.seed + 1))
+    pending, pending_until = [], chunk_s
+    for i in range(1, n_frames + 1):
+        t_us = t0_us + int(round(i * 1e6 / frame_rate))
+        events = emulator.step(frame(i), t_us)
+        if len(events):
+            pending.append(events)
+        if i / frame_rate >= pending_until:
+            yield np.concatenate(pending, dtype=EVENT_DTYPE) if pending else np.zeros(0, EVENT_DTYPE)
+            pending, pending_until = [], pending_until + chunk_s
+    if pending:
+        yield np.concatenate(pending, dtype=EVENT_DTYPE)
+
+
+def pixel_params_for(lighting: Lighting, base: PixelParams) -> PixelParams:
+    """Dim light: more shot noise and slower photoreceptors are in the emulator's intensity model; the
+    background rate rises in the dark as leak noise dominates."""
+    return replace(base, background_rate_hz=base.background_rate_hz * (1.5 if lighting.level < 0.5 else 1.0))
+
+
+# ---------------------------------------------------------------- DVS128 Gesture layout
+
+
+@dataclass(frozen=True)
+class GesturePreset:
+    gesture_s: tuple[float, float] = (5.0, 7.0)  # each gesture's length, uniform in this range
+    gap_s: tuple[float, float] = (0.6, 2.0)  # rest between gestures
+    lightings: tuple[str, ...] = LIGHTINGS
+    frame_rate: float = 500.0
+
+
+GESTURE_PRESETS = {
+    "full": GesturePreset(),
+    "small": GesturePreset(gesture_s=(2.0, 2.5), gap_s=(0.3, 0.6), lightings=("lab", "fluorescent"), frame_rate=400.0),
+    "tiny": GesturePreset(gesture_s=(0.6, 0.8), gap_s=(0.1, 0.2), lightings=("lab",), frame_rate=300.0),
+}
+
+
+def split_users(n_users: int) -> tuple[list[int], list[int]]:
+    """The real split keeps users 24-29 of 29 for testing: the last ~20% of users (at least one)."""
+    n_test = max(1, round(n_users * 6 / 29)) if n_users > 1 else 0
+    users = list(range(1, n_users + 1))
+    return users[: n_users - n_test], users[n_users - n_test :]
+
+
+def _recording_rng(seed: int, user: int, lighting: str) -> np.random.Generator:
+    return np.random.default_rng([seed, user, LIGHTINGS.index(lighting) if lighting in LIGHTINGS else 99])
+
+
+def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset, params: PixelParams = PixelParams(), sensor_size=(128, 128)):
+    """(event chunks, labels): one user performing the 11 gestures in order under one lighting."""
+    rng = _recording_rng(seed, user, lighting)
+    user_rng = np.random.default_rng([seed, user])  # the same person under every lighting
+    body = Body().varied(user_rng)
+    tempo = user_rng.uniform(0.85, 1.15)
+    scene = random_scene(sensor_size, lighting, rng, body=body)
+    t0_us = int(rng.integers(5_000_000, 60_000_000))
+    timeline = []  # (start s, end s, class index or None)
+    t = rng.uniform(*preset.gap_s)
+    for gesture in range(len(GESTURE_CLASSES)):
+        length = rng.uniform(*preset.gesture_s)
+        timeline.append((t, t + length, gesture, random_style(gesture, rng, tempo)))
+        t += length + rng.uniform(*preset.gap_s)
+    duration = t
+    sway = int(rng.integers(1 << 30))
+
+    def pose_at(time: float):
+        for start, end, gesture, style in timeline:
+            if start <= time < end:
+                # ease in and out of the gesture from the rest pose over 0.3 s
+                joints = gesture_pose(gesture, time - start, style, body)
+                blend = min(1.0, (time - start) / 0.3, (end - time) / 0.3)
+                if blend < 1:
+                    rest = rest_pose(time, body, sway)
+                    joints = {k: blend * v + (1 - blend) * rest[k] for k, v in joints.items()}
+                return joints, scene.placement, None
+        return rest_pose(time, body, sway), scene.placement, None
+
+    labels = [(g + 1, t0_us + int(start * 1e6), t0_us + int(end * 1e6)) for start, end, g, _ in timeline]
+    chunks = simulate(scene, pose_at, duration, t0_us, pixel_params_for(scene.lighting, params), preset.frame_rate)
+    return chunks, labels
+
+
+def _write_gesture_recording(job) -> tuple[str, int]:
+    folder, user, lighting, seed, preset = job
+    name = f"user{user:02d}_{lighting}"
+    chunks, labels = gesture_recording(user, lighting, seed, preset)
+    count = 0
+
+    def counted():
+        nonlocal count
+        for chunk in chunks:
+            count += len(chunk)
+            yield chunk
+
+    write_aedat31(Path(folder) / f"{name}.aedat", counted(), camera="DVS128")
+    with atomic_path(Path(folder) / f"{name}_labels.csv") as temporary:
+        temporary.write_text("class,startTime_usec,endTime_usec\n" + "".join(f"{c},{s},{e}\n" for c, s, e in labels))
+    return name, count
+
+
+def write_gesture_dataset(out: Path, users: int = 29, seed: int = 0, preset: GesturePreset = GESTURE_PRESETS["full"], workers: int | None = None, progress=None) -> dict:
+    """The DVS128 Gesture original layout under ``out``/DvsGesture. Returns a summary."""
+    folder = Path(out) / "DvsGesture"
+    folder.mkdir(parents=True, exist_ok=True)
+    train_users, test_users = split_users(users)
+    jobs = [(str(folder), user, lighting, seed, preset) for user in range(1, users + 1) for lighting in preset.lightings]
+    counts = {}
+    with _pool(workers) as pool:
+        for name, count in pool.map(_write_gesture_recording, jobs):
+            counts[name] = count
+            if progress:
+                progress(name)
+    for split, members in (("train", train_users), ("test", test_users)):
+        names = [f"user{u:02d}_{lighting}.aedat" for u in members for lighting in preset.lightings]
+        with atomic_path(folder / f"trials_to_{split}.txt") as temporary:
+            temporary.write_text("".join(f"{name}\n" for name in names))
+    return {"recordings": len(jobs), "samples": len(jobs) * len(GESTURE_CLASSES), "events": sum(counts.values()), "folder": str(folder)}
+
+
+# ---------------------------------------------------------------- DVS128 Gait layout
+
+
+def walker_placement(gait: Gait, seed: int, session: int) -> Placement:
+    """Where a walker stands (x = 0) before crossing: one fixed camera per session and one walking line, so the
+    feet of everyone meet the same ground row and a taller person looks taller (stature is part of who they
+    are)."""
+    camera = np.random.default_rng([seed, 1000 + session])
+    pixels_per_stature, ground_y = 128 * camera.uniform(0.54, 0.58), 128 * camera.uniform(0.9, 0.93)
+    height_px = pixels_per_stature * gait.stature
+    leg = gait.body.thigh + gait.body.shin + 0.02  # pelvis to ankle: the hip sits 0.02 below the pelvis
+    return Placement(0.0, ground_y - leg * height_px, height_px)
+
+
+def gait_recording(subject: int, session: int, walk: int, seed: int, duration: float = 4.4, params: PixelParams = PixelParams(), frame_rate: float = 400.0):
+    """Event chunks of one walk of ``subject`` across the field of view (DVS128)."""
+    identity = random_gait(np.random.default_rng([seed, subject]))
+    session_gait = identity.varied(np.random.default_rng([seed, subject, session]), 0.03)
+    rng = np.random.default_rng([seed, subject, session, walk])
+    gait = session_gait.varied(rng, 0.02)
+    # lighting varies walk by walk in both sessions, so it never tells the sessions apart
+    scene = random_scene((128, 128), str(rng.choice(LIGHTINGS)), rng, body=gait.body,
+                         placement=walker_placement(gait, seed, session))
+    direction = int(rng.choice([-1, 1]))
+    speed_px = walk_speed(gait) * scene.placement.height_px
+    crossing = 128 + 0.6 * scene.placement.height_px
+    start_x = -0.3 * scene.placement.height_px if direction > 0 else 128 + 0.3 * scene.placement.height_px
+    start_x += direction * rng.uniform(0, max(0.0, crossing - speed_px * duration))
+    phase0 = rng.uniform(0, 2 * np.pi)
+    hidden = far_side(direction)
+
+    def pose_at(t: float):
+        placement = replace(scene.placement, pelvis_x=start_x + direction * speed_px * t)
+        return walk_pose(t, gait, direction, phase0), placement, hidden
+
+    t0_us = int(rng.integers(1_000_000, 30_000_000))
+    return simulate(scene, pose_at, duration, t0_us, pixel_params_for(scene.lighting, params), frame_rate)
+
+
+def _write_gait_walk(job) -> int:
+    path, subject, session, walk, seed, duration = job
+    events = np.concatenate(list(gait_recording(subject, session, walk, seed, duration)), dtype=EVENT_DTYPE)
+    write_text(path, events)
+    return len(events)
+
+
+def write_gait_dataset(out: Path, subjects: int = 20, walks: int = 20, seed: int = 0, duration: float = 4.4, workers: int | None = None, progress=None) -> dict:
+    """train/<id>/*.txt from session 0 and test/<id>/*.txt from session 1, as the real split by folder."""
+    jobs = []
+    for subject in range(1, subjects + 1):
+        for session, split in ((0, "train"), (1, "test")):
+            folder = Path(out) / split / f"{subject:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            jobs += [(str(folder / f"{walk:03d}.txt"), subject, session, walk, seed, duration) for walk in range(walks)]
+    total = 0
+    with _pool(workers) as pool:
+        for count in pool.map(_write_gait_walk, jobs):
+            total += count
+            if progress:
+                progress(None)
+    return {"walks": len(jobs), "events": total, "folder": str(out)}
+
+
+# ---------------------------------------------------------------- one clip
+
+
+def write_action_clip(out: Path, action: str, sensor: str = "dvs128", seed: int = 0, duration: float = 3.0, lighting: str = "lab", frame_rate: float = 500.0) -> int:
+    """One AEDAT 4.0 file of one gesture (a class name from GESTURE_CLASSES) at any sensor's resolution."""
+    gesture = _gesture_index(action)
+    if sensor not in SENSORS:
+        raise ValueError(f"unknown sensor {sensor!r}; known: {', '.join(SENSORS)}")
+    size = SENSORS[sensor]
+    rng = np.random.default_rng([seed, gesture])
+    scene = random_scene(size, lighting, rng)
+    style = random_style(gesture, rng)
+    t0_us = 1_700_000_000_000_000 + int(rng.integers(0, 10**9))  # AEDAT 4.0 carries Unix time
+
+    def pose_at(t: float):
+        return gesture_pose(gesture, t, style, scene.body), scene.placement, None
+
+    events = np.concatenate(list(simulate(scene, pose_at, duration, t0_us, PixelParams(), frame_rate)), dtype=EVENT_DTYPE)
+    write_aedat4(out, events, size, camera=SENSOR_CAMERAS[sensor])
+    return len(events)
+
+
+def _gesture_index(action: str) -> int:
+    names = [name.replace("-", " ") for name in GESTURE_CLASSES]
+    key = action.strip().lower().replace("-", " ").replace("_", " ")
+    if key.isdigit() and 1 <= int(key) <= len(names):
+        return int(key) - 1
+    if key in names:
+        return names.index(key)
+    matches = [i for i, name in enumerate(names) if name.startswith(key)]
+    if len(matches) == 1:
+        return matches[0]
+    raise ValueError(f"unknown action {action!r}; choose one of: {', '.join(GESTURE_CLASSES)}")
+
+
+def _pool(workers: int | None):
+    workers = workers or os.cpu_count() or 1
+    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else _SerialPool()
+
+
+class _SerialPool:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(fn, jobs):
+        return map(fn, jobs)
