@@ -24,11 +24,8 @@ import numpy as np
 import torch
 from masnn.checkpoint import build_model, framing_config, load_checkpoint
 from masnn.datasets.io.readers import open_recording
-from masnn.datasets.transforms.pipeline import (
-    FramingConfig,
-    first_event_time,
-    iter_recording_frames,
-)
+from masnn.datasets.io.recording import first_event_time
+from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
 from masnn.models.accounting import account
 from masnn.models.inference import prepare_for_inference
 

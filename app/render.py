@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from masnn.classify import Classifier, Window
 from masnn.datasets.io.writers import atomic_path
-from masnn.datasets.transforms.pipeline import colour_peak, event_colours
 from masnn.models.attention import capture_attention
+from masnn.pictures import colour_peak, event_colours
 
 SIZE = (640, 360)  # width, height of every video frame
 SUFFIXES = (".mp4", ".gif")

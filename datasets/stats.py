@@ -34,8 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from masnn.datasets.io.readers import open_recording
-from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS
-from masnn.datasets.transforms.pipeline import first_event_time
+from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS, first_event_time
 
 PERCENTILES = (5, 25, 50, 75, 95)
 EXACT_BITS = 16
@@ -267,3 +266,35 @@ def compare_table(results: list[dict], title: str = "recording statistics"):
     for key in keys:
         table.add_row(key.replace("_", " "), *(escape(_format(result.get(key))) for result in results))
     return table
+
+
+def summarize(path: str | Path, start_us: int | None = None, end_us: int | None = None) -> dict:
+    """Counts and extents of a recording, streamed in bounded memory."""
+    with open_recording(path) as recording:
+        info = recording.info
+        origin = first_event_time(recording)
+        start = None if start_us is None else origin + start_us
+        end = None if end_us is None else origin + end_us
+        n = on = 0
+        first = last = None
+        pixels = np.zeros(info.width * info.height, dtype=bool)
+        for chunk in recording.chunks(start, end):
+            n += len(chunk)
+            on += int(np.count_nonzero(chunk["p"]))
+            first = int(chunk["t"][0]) if first is None else first
+            last = int(chunk["t"][-1])
+            pixels[chunk["y"].astype(np.int64) * info.width + chunk["x"]] = True
+    duration = (last - first) / 1e6
+    return {
+        "file": str(path),
+        "format": info.format,
+        "camera": info.camera or "unknown",
+        "sensor": f"{info.width}x{info.height}",
+        "events": n,
+        "first_t_us": first,
+        "last_t_us": last,
+        "duration_s": duration,
+        "event_rate_per_s": n / duration if duration > 0 else float(n),
+        "on_fraction": on / n,
+        "active_pixels": int(pixels.sum()),
+    }

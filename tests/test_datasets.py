@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from masnn.datasets.io.readers import open_recording, read_events
+from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset, frame_window
 from masnn.datasets.loaders.gait import gait_samples, gait_subjects
 from masnn.datasets.loaders.gesture import gesture_samples, tonic_gesture_samples
@@ -20,11 +21,7 @@ from masnn.datasets.synth.generator import (
     write_gait_dataset,
     write_gesture_dataset,
 )
-from masnn.datasets.transforms.pipeline import (
-    FramingConfig,
-    first_event_time,
-    frame_recording,
-)
+from masnn.datasets.transforms.pipeline import FramingConfig, frame_recording
 
 # 0.2 s windows: the tiny synthetic gestures last 0.6-0.8 s, so crops have room to move
 SMALL = FramingConfig(dt_us=10_000, n_frames=20, size=32)

@@ -7,12 +7,9 @@ import pytest
 from masnn.datasets.events import EventFileError, make_events
 from masnn.datasets.io.readers import read_events
 from masnn.datasets.io.writers import write_aedat31
-from masnn.datasets.transforms.pipeline import (
-    FramingConfig,
-    frame_recording,
-    save_frames,
-    summarize,
-)
+from masnn.datasets.stats import summarize
+from masnn.datasets.transforms.pipeline import FramingConfig, frame_recording
+from masnn.pictures import save_frames
 
 DT, T = 15_000, 60
 

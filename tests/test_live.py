@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from masnn.datasets.io.readers import read_events
-from masnn.datasets.synth.motions import GESTURE_CLASSES
+from masnn.datasets.loaders.table import GESTURE_CLASSES
 from masnn.datasets.transforms.framing import UnsortedEvents, iter_time_frames
 from masnn.datasets.transforms.pipeline import FramingConfig
 from masnn.live.framer import LiveWindow, WindowFramer

@@ -18,8 +18,8 @@ from masnn.classify import (
     shipped_file,
     shipped_weights,
 )
+from masnn.datasets.loaders.table import GESTURE_CLASSES
 from masnn.datasets.synth.generator import write_action_clip
-from masnn.datasets.synth.motions import GESTURE_CLASSES
 
 SHIPPED = {"gesture-tcsa": ("TCS", 11), "gesture-vanilla": ("none", 11), "gait-tcsa": ("TCS", 20), "gait-vanilla": ("none", 20)}
 

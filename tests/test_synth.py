@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from masnn.datasets.events import EVENT_DTYPE
 from masnn.datasets.io.readers import read_events
+from masnn.datasets.loaders.table import GESTURE_CLASSES
 from masnn.datasets.synth.emulator import PixelParams
 from masnn.datasets.synth.generator import (
     GESTURE_PRESETS,
@@ -19,7 +20,6 @@ from masnn.datasets.synth.generator import (
     write_gesture_dataset,
 )
 from masnn.datasets.synth.motions import (
-    GESTURE_CLASSES,
     Body,
     gesture_pose,
     random_gait,

@@ -66,7 +66,7 @@ def untrained_checkpoint(folder: Path) -> Path:
     gains raised so that every layer spikes (a silent network would understate the work)."""
     import torch
     from masnn.checkpoint import model_checkpoint, save_checkpoint
-    from masnn.datasets.synth.motions import GESTURE_CLASSES
+    from masnn.datasets.loaders.table import GESTURE_CLASSES
     from masnn.models import create_model
     from masnn.training.config import load_config
 

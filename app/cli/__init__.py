@@ -110,7 +110,7 @@ def inspect(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Format, sensor, duration, event count and rate of a recording."""
-    from masnn.datasets.transforms.pipeline import summarize
+    from masnn.datasets.stats import summarize
 
     summary = summarize(path, _seconds_to_us(start), _seconds_to_us(end))
     if as_json:
@@ -134,11 +134,8 @@ def frames(
     denoise: float = typer.Option(0.0, help="Background-activity filter time in ms (0: off)."),
 ):
     """Turn a recording into frames [T, 2, H, W] as the classifier sees them."""
-    from masnn.datasets.transforms.pipeline import (
-        FramingConfig,
-        frame_recording,
-        save_frames,
-    )
+    from masnn.datasets.transforms.pipeline import FramingConfig, frame_recording
+    from masnn.pictures import save_frames
 
     config = FramingConfig(dt_us=int(round(dt * 1000)), n_frames=n_frames or None, size=size or None, mode=mode,
                            denoise_us=int(round(denoise * 1000)) or None)
@@ -372,7 +369,7 @@ def _samples(dataset: str, root: Path, split: str):
 
 def _class_names(dataset: str, root: Path) -> list[str]:
     from masnn.datasets.loaders.gait import gait_subjects
-    from masnn.datasets.synth.motions import GESTURE_CLASSES
+    from masnn.datasets.loaders.table import GESTURE_CLASSES
 
     return [f"subject {s}" for s in gait_subjects(root)] if dataset == "gait" else list(GESTURE_CLASSES)
 

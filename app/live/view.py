@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-from masnn.datasets.transforms.pipeline import contact_sheet
+from masnn.pictures import contact_sheet
 
 if TYPE_CHECKING:
     from masnn.live.framer import LiveWindow

@@ -123,3 +123,10 @@ def _cut(chunk: np.ndarray, start: int | None, end: int | None) -> np.ndarray:
 def chunked(events: np.ndarray, chunk_events: int) -> Iterator[np.ndarray]:
     for begin in range(0, len(events), chunk_events):
         yield events[begin : begin + chunk_events]
+
+
+def first_event_time(recording: Recording) -> int:
+    """The time of the recording's first event (from its index where the format has one)."""
+    if recording.info.time_range is not None:
+        return recording.info.time_range[0]
+    return int(next(recording.chunks())["t"][0])

@@ -27,6 +27,7 @@ from masnn.datasets.io.writers import (
     write_aedat31,
     write_text,
 )
+from masnn.datasets.loaders.table import GESTURE_CLASSES
 from masnn.datasets.synth.emulator import DvsEmulator, PixelParams
 from masnn.datasets.synth.figure import (
     Look,
@@ -35,7 +36,6 @@ from masnn.datasets.synth.figure import (
     render,
 )
 from masnn.datasets.synth.motions import (
-    GESTURE_CLASSES,
     Body,
     Gait,
     Placement,

@@ -13,19 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-GESTURE_CLASSES = [
-    "hand clap",
-    "right hand wave",
-    "left hand wave",
-    "right arm clockwise",
-    "right arm counter-clockwise",
-    "left arm clockwise",
-    "left arm counter-clockwise",
-    "arm roll",
-    "air drums",
-    "air guitar",
-    "other gestures",
-]
 TAU = 2 * np.pi
 
 
@@ -129,7 +116,7 @@ def random_style(gesture: int, rng: np.random.Generator, tempo: float = 1.0) -> 
 
 
 def gesture_pose(gesture: int, t: float, style: Style, body: Body) -> dict[str, np.ndarray]:
-    """Joints of class index ``gesture`` (0-based, GESTURE_CLASSES order) ``t`` seconds into it."""
+    """Joints of class index ``gesture`` (0-based, in masnn.datasets.loaders.table.GESTURE_CLASSES order) ``t`` seconds into it."""
     joints = front_skeleton(body)
     arms = _ARM_MOTIONS[gesture](t, style, body, joints)
     joints.update(arms)
