@@ -1,6 +1,10 @@
 """Checkpoints: the one layout (model arguments, weights, config, history; training adds optimizer, scheduler and
 RNG state), saved atomically, loaded with ``weights_only=True`` and checked, and the model and framing they
-rebuild. Inference and evaluation import this, never the training loop."""
+rebuild. Inference and evaluation import this, never the training loop.
+
+Frame durations are integer microseconds everywhere (``dt_us``, ``denoise_us``), like event timestamps.
+Checkpoints written before that (the shipped ones among them) and older TOML files spell the framing table in
+milliseconds (``dt_ms``, ``denoise_ms``); ``framing_table`` is the one place that reads that older spelling."""
 from __future__ import annotations
 
 import pickle
@@ -13,13 +17,32 @@ from masnn.models import create_model
 from torch import nn
 
 CHECKPOINT_VERSION = 1
+FRAMING_KEYS = ("dt_us", "size", "mode", "denoise_us")
+_OLDER_SPELLING = {"dt_ms": "dt_us", "denoise_ms": "denoise_us"}  # milliseconds -> microseconds
+
+
+def framing_table(framing: dict) -> dict:
+    """A config's ``framing`` table with durations in microseconds: the older spelling ``dt_ms`` / ``denoise_ms``
+    (milliseconds, as older checkpoints and TOML files have it) becomes ``dt_us`` / ``denoise_us``. Unknown keys
+    and both spellings of one key raise ValueError."""
+    out = {}
+    for key, value in framing.items():
+        if key in _OLDER_SPELLING:
+            key = _OLDER_SPELLING[key]
+            if key in framing:
+                raise ValueError(f"framing: both {key} and its older spelling in milliseconds are given; keep {key}")
+            value = None if value is None else int(round(value * 1000))
+        elif key not in FRAMING_KEYS:
+            raise ValueError(f"framing: unknown key {key!r}; valid keys: {', '.join(FRAMING_KEYS)}")
+        out[key] = value
+    return out
 
 
 def framing_config(framing: dict, steps: int) -> FramingConfig:
-    """The frames a model is fed, from a config's ``framing`` table (dt_ms, size, mode, denoise_ms) and T."""
-    denoise_ms = framing.get("denoise_ms")
-    return FramingConfig(dt_us=int(round(framing.get("dt_ms", 15.0) * 1000)), n_frames=steps, size=framing.get("size", 32),
-                         mode=framing.get("mode", "crop"), denoise_us=int(round(denoise_ms * 1000)) if denoise_ms else None)
+    """The frames a model is fed, from a config's ``framing`` table (dt_us, size, mode, denoise_us) and T."""
+    framing = framing_table(framing)
+    return FramingConfig(dt_us=int(framing.get("dt_us", 15_000)), n_frames=steps, size=framing.get("size", 32),
+                         mode=framing.get("mode", "crop"), denoise_us=framing.get("denoise_us") or None)
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:
@@ -29,18 +52,26 @@ def save_checkpoint(obj: dict, path: Path) -> None:
 
 
 def load_checkpoint(path: str | Path, expect: dict | None = None, map_location="cpu") -> dict:
-    """Load with weights_only=True; ``expect`` (e.g. {"name": "ma-snn-3layer", "num_classes": 11, "framing":
-    {"dt_ms": 15.0, "size": 32}}) must match the stored model arguments and framing, else ValueError listing
-    the differences."""
+    """Load with weights_only=True; the framing table comes back in microseconds (``framing_table``). ``expect``
+    (e.g. {"name": "ma-snn-3layer", "num_classes": 11, "framing": {"dt_us": 15000, "size": 32}}) must match the
+    stored model arguments and framing, else ValueError listing the differences."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:  # weights_only: plain data only
         raise ValueError(f"{path}: not a readable masnn checkpoint ({str(e).strip().splitlines()[0][:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path} is not a masnn training checkpoint (version {CHECKPOINT_VERSION})")
-    stored = {**ckpt["model_args"], "framing": ckpt.get("config", {}).get("framing", {})}
-    diffs = [f"{k}: checkpoint has {stored.get(k)!r}, expected {v!r}" for k, v in (expect or {}).items()
-             if stored.get(k) != v]
+    config = ckpt.get("config") or {}
+    if "framing" in config:
+        try:
+            config["framing"] = framing_table(config["framing"])
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+    stored = {**ckpt["model_args"], "framing": config.get("framing", {})}
+    expect = dict(expect or {})
+    if "framing" in expect:
+        expect["framing"] = framing_table(expect["framing"])
+    diffs = [f"{k}: checkpoint has {stored.get(k)!r}, expected {v!r}" for k, v in expect.items() if stored.get(k) != v]
     if diffs:
         raise ValueError(f"checkpoint {path} is for another model: " + "; ".join(diffs))
     return ckpt

@@ -130,9 +130,10 @@ class Classifier:
 
 
 def window_stats(report, events: int, latency_s: float) -> dict:
+    """One window's figures; ``macs`` without attention, ``attention_macs`` apart (as in `masnn evaluate`)."""
     return {"events": events, "spikes": report.spikes, "spikes_per_layer": {layer.name: layer.spikes for layer in report.layers},
             "firing_rate_per_layer": {layer.name: layer.firing_rate for layer in report.layers}, "nasar": report.nasar,
-            "sops": report.sops, "macs": report.macs + report.attention_macs, "energy_uj": report.energy_pj / 1e6,
+            "sops": report.sops, "macs": report.macs, "attention_macs": report.attention_macs, "energy_uj": report.energy_pj / 1e6,
             "ann_energy_uj": report.ann_frame_by_frame_energy_pj / 1e6, "latency_ms": 1e3 * latency_s}
 
 
@@ -147,18 +148,14 @@ def iter_windows(recording, framing: FramingConfig, stride_us: int) -> Iterator[
     """Sliding windows of ``framing.n_frames`` bins, every ``stride_us`` rounded to whole bins (at least one)."""
     steps, dt = framing.n_frames, framing.dt_us
     stride = max(1, int(round(stride_us / dt)))
-    origin = first_event_time(recording)
-    unbounded = FramingConfig(dt, None, framing.size, framing.mode, framing.denoise_us)
-    held = np.zeros((0, 2, framing.size, framing.size), np.int16)
+    held = None  # the frames some window still needs
     first_bin = 0  # bin index of held[0]
-    emitted = False
-    for block in iter_recording_frames(recording, unbounded, origin):
-        held = np.concatenate([held, block])
+    for block in iter_recording_frames(recording, framing, first_event_time(recording)):
+        held = block if held is None else np.concatenate([held, block])
         while len(held) >= steps:
             yield Window(first_bin * dt, held[:steps])
-            emitted = True
             held, first_bin = held[stride:], first_bin + stride
-    if not emitted and len(held):
+    if first_bin == 0 and held is not None:  # no window yet: the recording is shorter than one
         padding = np.zeros((steps - len(held), *held.shape[1:]), held.dtype)
         yield Window(0, np.concatenate([held, padding]), padded=True)
 
@@ -265,6 +262,7 @@ def build_report(path, info, classifier: Classifier, options: ClassifyOptions, w
     totals = {"windows": len(windows), "events_in_windows": int(sum(s["events"] for s in stats)),
               "spikes": float(sum(s["spikes"] for s in stats)), "nasar_mean": float(np.mean([s["nasar"] for s in stats])),
               "sops": float(sum(s["sops"] for s in stats)), "macs": float(sum(s["macs"] for s in stats)),
+              "attention_macs": float(sum(s["attention_macs"] for s in stats)),
               "energy_uj": float(sum(s["energy_uj"] for s in stats)), "ann_energy_uj": float(sum(s["ann_energy_uj"] for s in stats)),
               "energy_per_inference_uj": float(np.mean([s["energy_uj"] for s in stats])),
               "latency_ms": {"mean": float(latencies.mean()), "p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99))},
@@ -277,8 +275,8 @@ def build_report(path, info, classifier: Classifier, options: ClassifyOptions, w
         "recording": {"format": info.format, "camera": info.camera or "unknown", "sensor": [info.width, info.height],
                       "duration_s": (info.time_range[1] - info.time_range[0]) / 1e6 if info.time_range else None},
         "model": {"weights": classifier.weights, "name": classifier.model_args["name"], "attention": classifier.model_args.get("attention"),
-                  "classes": classifier.class_names, "framing": classifier.framing.to_dict(), "window_ms": classifier.window_us / 1000,
-                  "stride_ms": max(1, round(stride_us / classifier.framing.dt_us)) * classifier.framing.dt_us / 1000,
+                  "classes": classifier.class_names, "framing": classifier.framing.to_dict(), "window_us": classifier.window_us,
+                  "stride_us": max(1, round(stride_us / classifier.framing.dt_us)) * classifier.framing.dt_us,
                   "device": str(classifier.device), "energy_preset": classifier.energy_preset},
         "mode": "clip" if clip else "timeline",
         "prediction": {"top_k": classifier.top_k(mean, options.top_k)},

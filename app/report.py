@@ -1,10 +1,18 @@
-"""Terminal rendering of reports (rich tables); the JSON is the report dict itself."""
+"""Terminal rendering of reports (rich tables); the JSON is the report dict itself. Report keys are identifiers;
+the words people read are here."""
 from __future__ import annotations
 
 import numpy as np
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+# `masnn evaluate` report keys -> their labels in the printed table
+PROTOCOL_LABELS = {"vote": "10-crop vote (paper)", "single": "single crop (centre)"}
+PER_CROP_LABELS = {"spikes": "spikes", "nasar": "NASAR", "sops": "SOPs", "macs": "MACs (attention not included)",
+                   "attention_macs": "attention MACs", "energy_uj": "energy µJ",
+                   "ann_energy_uj": "energy µJ of an ANN of the same shape, frame by frame",
+                   "ree_vs_vanilla": "rEE vs vanilla", "energy_preset": "energy preset"}
 
 
 def bar(fraction: float, width: int = 20) -> str:
@@ -27,8 +35,8 @@ def classify_tables(report: dict) -> list:
     header = Text.from_markup(
         f"[bold]{escape(report['file'])}[/]  {recording['format']}, {recording['camera']} "
         f"{recording['sensor'][0]}x{recording['sensor'][1]}, {duration}\n"
-        f"model {escape(model['weights'])} ({model['name']}, attention {model['attention'] or 'none'}), window {model['window_ms']:.0f} ms, "
-        f"stride {model['stride_ms']:.0f} ms, {model['device']}")
+        f"model {escape(model['weights'])} ({model['name']}, attention {model['attention'] or 'none'}), window {model['window_us'] / 1000:.0f} ms, "
+        f"stride {model['stride_us'] / 1000:.0f} ms, {model['device']}")
     out = [header]
     if report["mode"] == "clip":
         table = Table(title="prediction (mean over the clip's windows)")
@@ -66,6 +74,7 @@ def inference_table(windows: list[dict], preset: str) -> Table:
     table.add_row("all (NASAR)", f"{_mean(windows, 'spikes'):,.0f}", f"{100 * _mean(windows, 'nasar'):.2f} %")
     table.add_row("events in", f"{_mean(windows, 'events'):,.0f}", "")
     table.add_row("SOPs / MACs", f"{_mean(windows, 'sops'):,.0f}", f"{_mean(windows, 'macs'):,.0f}")
+    table.add_row("attention MACs", f"{_mean(windows, 'attention_macs'):,.0f}", "")
     table.add_row("energy µJ (SNN / ANN)", f"{_mean(windows, 'energy_uj'):.1f}", f"{_mean(windows, 'ann_energy_uj'):,.0f}")
     table.add_row("latency ms", f"{_mean(windows, 'latency_ms'):.1f}", "")
     return table

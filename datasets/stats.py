@@ -154,6 +154,56 @@ class WindowActivity:
         }
 
 
+class _Totals:
+    """What a recording's chunks add up to: per-pixel counts, interval histograms, window activity, sums."""
+
+    def __init__(self, width: int, height: int, window_us: int, active_threshold: int):
+        self.width, self.height = width, height
+        n_pixels = width * height
+        self.per_pixel = np.zeros(n_pixels, np.int64)
+        self.last_t = np.full(n_pixels, _NO_EVENT, np.int64)
+        self.intervals, self.isi = IntervalHistogram(), IntervalHistogram()
+        self.windows = WindowActivity(n_pixels, window_us, active_threshold)
+        self.n = self.on = self.sum_x = self.sum_y = 0
+        self.first = self.last = None
+
+    def add(self, chunk: np.ndarray) -> None:
+        t = chunk["t"]
+        pixel = chunk["y"].astype(np.int64) * self.width + chunk["x"]
+        if self.first is None:
+            self.first = int(t[0])
+        else:
+            self.intervals.add([t[0] - self.last])
+        self.intervals.add(np.diff(t))
+        self.isi.add(pixel_intervals(pixel, t, self.last_t))
+        self.windows.add(pixel, t, self.first)
+        self.per_pixel += np.bincount(pixel, minlength=len(self.per_pixel))
+        self.n += len(chunk)
+        self.on += int(np.count_nonzero(chunk["p"]))
+        self.sum_x += int(chunk["x"].sum(dtype=np.int64))
+        self.sum_y += int(chunk["y"].sum(dtype=np.int64))
+        self.last = int(t[-1])
+
+    def spatial(self, active_threshold: int, duration: float) -> dict:
+        active = self.per_pixel >= active_threshold
+        n_active = int(active.sum())
+        per_active = int(self.per_pixel[active].sum()) / n_active if n_active else None
+        grid = self.per_pixel.reshape(self.height, self.width)
+        x_box = weighted_percentiles(np.arange(self.width), grid.sum(axis=0), (1, 99))
+        y_box = weighted_percentiles(np.arange(self.height), grid.sum(axis=1), (1, 99))
+        return {
+            "active_threshold": active_threshold,
+            "active_pixels": n_active,
+            "active_pixel_fraction": n_active / len(self.per_pixel),
+            "events_per_active_pixel": per_active,
+            "events_per_active_pixel_per_s": per_active / duration if per_active is not None and duration > 0 else None,
+            "centroid_x": self.sum_x / self.n,
+            "centroid_y": self.sum_y / self.n,
+            "x_p1": x_box[0], "x_p99": x_box[1],
+            "y_p1": y_box[0], "y_p99": y_box[1],
+        }
+
+
 def recording_stats(
     path: str | Path,
     start_us: int | None = None,
@@ -169,41 +219,16 @@ def recording_stats(
     """
     with open_recording(path) as recording:
         info = recording.info
-        n_pixels = info.width * info.height
         origin = first_event_time(recording)
         start = None if start_us is None else origin + start_us
         end = None if end_us is None else origin + end_us
-        per_pixel = np.zeros(n_pixels, np.int64)
-        last_t = np.full(n_pixels, _NO_EVENT, np.int64)
-        intervals, isi = IntervalHistogram(), IntervalHistogram()
-        windows = WindowActivity(n_pixels, max(1, round(window_ms * 1000)), active_threshold)
-        n = on = sum_x = sum_y = 0
-        first = last = None
+        totals = _Totals(info.width, info.height, max(1, round(window_ms * 1000)), active_threshold)
         for chunk in recording.chunks(start, end, chunk_events=chunk_events):
-            t = chunk["t"]
-            pixel = chunk["y"].astype(np.int64) * info.width + chunk["x"]
-            if first is None:
-                first = int(t[0])
-            else:
-                intervals.add([t[0] - last])
-            intervals.add(np.diff(t))
-            isi.add(pixel_intervals(pixel, t, last_t))
-            windows.add(pixel, t, first)
-            per_pixel += np.bincount(pixel, minlength=n_pixels)
-            n += len(chunk)
-            on += int(np.count_nonzero(chunk["p"]))
-            sum_x += int(chunk["x"].sum(dtype=np.int64))
-            sum_y += int(chunk["y"].sum(dtype=np.int64))
-            last = int(t[-1])
+            totals.add(chunk)
 
-    duration_us = last - first
+    duration_us = totals.last - totals.first
     duration = duration_us / 1e6
-    active = per_pixel >= active_threshold
-    n_active = int(active.sum())
-    per_active = int(per_pixel[active].sum()) / n_active if n_active else None
-    grid = per_pixel.reshape(info.height, info.width)
-    x_box = weighted_percentiles(np.arange(info.width), grid.sum(axis=0), (1, 99))
-    y_box = weighted_percentiles(np.arange(info.height), grid.sum(axis=1), (1, 99))
+    n, on = totals.n, totals.on
     stats = {
         "file": str(path),
         "format": info.format,
@@ -214,20 +239,12 @@ def recording_stats(
         "event_rate_per_s": n / duration if duration > 0 else None,
         "on_fraction": on / n,
         "on_off_ratio": on / (n - on) if n > on else None,
-        "active_threshold": active_threshold,
-        "active_pixels": n_active,
-        "active_pixel_fraction": n_active / n_pixels,
-        "events_per_active_pixel": per_active,
-        "events_per_active_pixel_per_s": per_active / duration if per_active is not None and duration > 0 else None,
-        "centroid_x": sum_x / n,
-        "centroid_y": sum_y / n,
-        "x_p1": x_box[0], "x_p99": x_box[1],
-        "y_p1": y_box[0], "y_p99": y_box[1],
+        **totals.spatial(active_threshold, duration),
     }
-    stats.update({f"interval_us_p{q}": v for q, v in zip(PERCENTILES, intervals.percentiles())})
-    stats.update({f"pixel_isi_us_p{q}": v for q, v in zip(PERCENTILES, isi.percentiles())})
+    stats.update({f"interval_us_p{q}": v for q, v in zip(PERCENTILES, totals.intervals.percentiles())})
+    stats.update({f"pixel_isi_us_p{q}": v for q, v in zip(PERCENTILES, totals.isi.percentiles())})
     stats.update({"window_ms": window_ms, "busy_fraction": busy_fraction})
-    stats.update(windows.summary(duration_us, busy_fraction))
+    stats.update(totals.windows.summary(duration_us, busy_fraction))
     return stats
 
 

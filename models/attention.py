@@ -29,7 +29,6 @@ from torch import nn
 from .lif import LIFParams, NeuronParameters, charge, fire_and_reset
 
 ATTENTIONS = ("", "T", "C", "S", "TC", "TS", "CS", "TCS")
-PLACEMENTS = ("paper", "conv-pre", "conv-post", "activate-pre", "reference-code")
 _VANILLA = ("", "none", "no", "vanilla")
 _DEFAULT_LIF = LIFParams()
 
@@ -61,23 +60,27 @@ class AttentionPlan:
                        post=self.post.replace("C", "").replace("S", ""), activate="")
 
 
+# placement name -> the plan of canonical letters (Table 4 of the paper; see the module docstring)
+_PLANS = {
+    "paper": lambda letters: AttentionPlan(post=letters.replace("C", "").replace("S", ""),
+                                           activate=letters.replace("T", "")),
+    "conv-pre": lambda letters: AttentionPlan(pre=letters),
+    "conv-post": lambda letters: AttentionPlan(post=letters),
+    "activate-pre": lambda letters: AttentionPlan(activate=letters),
+    "reference-code": lambda letters: AttentionPlan(post=letters, reference=True),
+}
+PLACEMENTS = tuple(_PLANS)
+
+
 def plan_attention(attention: str | None, placement: str = "paper") -> AttentionPlan:
     letters = parse_attention(attention)
-    if placement not in PLACEMENTS:
+    if placement not in _PLANS:
         raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     if placement == "activate-pre" and "T" in letters:
         raise ValueError(
             "TA cannot be placed at 'activate-pre': it weights whole steps, and inside the recurrence U[t] already "
             "integrates the past. Use placement 'paper' (TA at conv-post, CA and SA at activate-pre) or drop T.")
-    if placement == "paper":
-        return AttentionPlan(post=letters.replace("C", "").replace("S", ""), activate=letters.replace("T", ""))
-    if placement == "conv-pre":
-        return AttentionPlan(pre=letters)
-    if placement == "conv-post":
-        return AttentionPlan(post=letters)
-    if placement == "activate-pre":
-        return AttentionPlan(activate=letters)
-    return AttentionPlan(post=letters, reference=True)
+    return _PLANS[placement](letters)
 
 
 def _mlp(features: int, hidden: int) -> nn.Sequential:

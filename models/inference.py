@@ -20,6 +20,7 @@ import numba
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from .attention import ActivatePreLIF
 from .lif import RESETS
@@ -32,7 +33,10 @@ def _bn_affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fused_synapse(synapse: nn.Sequential) -> nn.Module:
-    """(flatten) op (BN) (AvgPool2) as one conv or linear with the same eval-mode output."""
+    """(flatten) op (BN) (AvgPool2) as one conv or linear with the same eval-mode output.
+
+    The new layers are built with ``skip_init``: their weights are overwritten, so a random init would only
+    cost time and a draw from the caller's RNG."""
     parts = dict(synapse.named_children())
     op, bn, pool = parts["op"], parts.get("bn"), parts.get("pool")
     weight = op.weight.detach().clone()
@@ -44,11 +48,11 @@ def fused_synapse(synapse: nn.Sequential) -> nn.Module:
         weight = weight * scale.detach().reshape(-1, *([1] * (weight.dim() - 1)))
         bias = bias * scale.detach() + shift.detach()
     if isinstance(op, nn.Linear):
-        linear = nn.Linear(op.in_features, op.out_features)
+        linear = skip_init(nn.Linear, op.in_features, op.out_features)
         linear.weight.data, linear.bias.data = weight, bias
         return nn.Sequential(nn.Flatten(), linear) if "flatten" in parts else linear
     if pool is None:
-        conv = nn.Conv2d(op.in_channels, op.out_channels, op.kernel_size, op.stride, op.padding)
+        conv = skip_init(nn.Conv2d, op.in_channels, op.out_channels, op.kernel_size, op.stride, op.padding)
         conv.weight.data, conv.bias.data = weight, bias
         return conv
     if not (isinstance(pool, nn.AvgPool2d) and pool.kernel_size in (2, (2, 2)) and op.kernel_size == (3, 3) and op.padding == (1, 1) and op.stride == (1, 1)):
@@ -57,7 +61,7 @@ def fused_synapse(synapse: nn.Sequential) -> nn.Module:
     for a in (0, 1):
         for b in (0, 1):
             spread[:, :, a : a + 3, b : b + 3] += weight / 4
-    conv = nn.Conv2d(op.in_channels, op.out_channels, 4, stride=2, padding=1)
+    conv = skip_init(nn.Conv2d, op.in_channels, op.out_channels, 4, stride=2, padding=1)
     conv.weight.data, conv.bias.data = spread, bias
     return conv
 

@@ -34,11 +34,6 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _registry if fnmatch.fnmatch(n, pattern))
 
 
-def is_model(name: str) -> bool:
-    _load()
-    return name in _registry
-
-
 def create_model(name: str, **kwargs):
     _load()
     if name not in _registry:

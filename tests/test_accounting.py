@@ -101,11 +101,17 @@ def test_measure_on_real_layers_matches_the_formulas():
     assert conv.macs == T * CONV_FLOPS and conv.sops == 0
     fc_rate = trace.layers[0].spikes.sum().item() / (B * T * 32)
     assert fc.input_rate == pytest.approx(fc_rate) and fc.sops == pytest.approx(fc_rate * T * FC_FLOPS)
-    # the conv layer's gates: TA at conv-post on (T, 2, 4, 4), CA and SA on U at every step
-    layer = net.layers[0]
-    expected = layer.post.ta.macs((T, 2, 4, 4)) + layer.neuron.ca.macs((T, 2, 4, 4)) + layer.neuron.sa.macs((T, 2, 4, 4))
-    assert conv.attention_macs == expected
-    assert fc.attention_macs == net.layers[1].post.ta.macs((T, 3))
+    # the conv layer's gates on its 2 x 4 x 4 output (32 values a frame), T = 2, r_t = r_c = 1:
+    # - TA at conv-post, MLP 2 -> 2 -> 2: pooling 2 * 2 * 32 = 128, MLP 2 descriptors * (2*2 + 2*2) = 16,
+    #   rescale 2 * 32 = 64 -> 208
+    # - CA on U at every step, MLP 2 -> 2 -> 2: per step pooling 2 * 32 = 64, MLP 2 * (2*2 + 2*2) = 16,
+    #   rescale 32 -> 2 * 112 = 224
+    # - SA 7 x 7 on U at every step: per step pooling 64, conv 2 maps * 49 * 16 pixels = 1568, rescale 32
+    #   -> 2 * 1664 = 3328
+    assert conv.attention_macs == 208 + 224 + 3328
+    # the FC layer's TA on 3 neurons: pooling 2 * 2 * 3 = 12, MLP 16, rescale 2 * 3 = 6
+    assert fc.attention_macs == 12 + 16 + 6
+    assert report.attention_macs == 3760 + 34
     e = ENERGY_PRESETS["fp32-45nm"]
     assert report.energy_pj == pytest.approx(e.e_mac_pj * (report.macs + report.attention_macs) + e.e_ac_pj * report.sops)
 
@@ -118,10 +124,25 @@ def test_3layer_report_and_rEE_against_vanilla():
     assert [lr.flops for lr in base.layers] == [9 * 32 * 32 * 2 * 64, 9 * 32 * 32 * 64 * 128, 9 * 16 * 16 * 128 * 128,
                                                  8192 * 256, 256 * 11]
     assert base.neurons == 106_763 and base.steps == 2
+    # the input frames hold 0 or 2 (not spikes): conv1 multiply-accumulates on both frames, the others accumulate
+    assert base.layers[0].macs == 2 * 9 * 32 * 32 * 2 * 64 == 2_359_296
+    assert base.macs == 2_359_296 and base.attention_macs == 0
     assert base.ann_frame_by_frame_energy_pj == pytest.approx(4.6 * sum(lr.flops for lr in base.layers) * 2)
     tcsa = measure(create_model("ma-snn-3layer", attention="TCS", T=2, r_t=1).eval(), x, baseline=base)
     assert tcsa.ree == pytest.approx(base.energy_pj / tcsa.energy_pj)
-    assert tcsa.attention_macs > 0
+    # the gates' MACs with T = 2, r_t = 1 (TA MLP 2 -> 2 -> 2: 2 descriptors * 8 = 16), r_c = 8, SA 7 x 7, on each
+    # layer's neuron map of n = C x H x W values (after AvgPool in conv2 and conv3):
+    # TA (conv-post): pooling 2 * 2n + MLP 16 + rescale 2n = 6n + 16
+    # CA and SA (on U, per step): pooling 2 C*HW and rescale C*HW each, plus the CA's MLP 2 descriptors * 2 * C * C/8
+    #   or the SA's conv 2 maps * 49 * HW
+    # conv1 64 x 32 x 32 (n = 65,536):  TA 393,232  CA 2 * (196,608 + 2,048) = 397,312  SA 2 * (196,608 + 100,352) = 593,920
+    # conv2 128 x 16 x 16 (n = 32,768): TA 196,624  CA 2 * (98,304 + 8,192) = 212,992   SA 2 * (98,304 + 25,088) = 246,784
+    # conv3 128 x 8 x 8 (n = 8,192):    TA 49,168   CA 2 * (24,576 + 8,192) = 65,536    SA 2 * (24,576 + 6,272) = 61,696
+    # fc1 (256): TA 6 * 256 + 16 = 1,552;  fc2 (11): TA 6 * 11 + 16 = 82
+    assert [lr.attention_macs for lr in tcsa.layers] == [393_232 + 397_312 + 593_920, 196_624 + 212_992 + 246_784,
+                                                         49_168 + 65_536 + 61_696, 1_552, 82]
+    assert tcsa.attention_macs == 2_218_898
+    assert tcsa.macs == 2_359_296  # the gates do not change the synapses' work
 
 
 def test_pruned_frames_cost_nothing_in_the_report():
@@ -134,6 +155,8 @@ def test_pruned_frames_cost_nothing_in_the_report():
     kept = model.select_frames(x).sum(0).float().mean().item()
     assert 0 < kept < 6 and report.frames_kept == pytest.approx(kept)
     first = report.layers[0]
+    assert first.flops == 9 * 16 * 16 * 2 * 64
     assert first.frames == pytest.approx(kept) and first.macs == pytest.approx(kept * first.flops)
-    # scoring the raw frames costs pooling and the MLP, no rescale (kept frames have weight 1)
-    assert report.attention_macs == model.input_attention.macs((6, 2, 16, 16), rescale=False)
+    # scoring the 6 raw frames of 2 x 16 x 16 = 512 values (MLP 6 -> 3 -> 6) costs pooling 2 * 6 * 512 = 6144 and
+    # the MLP 2 descriptors * (6*3 + 3*6) = 72, no rescale (kept frames have weight 1)
+    assert report.attention_macs == 6144 + 72

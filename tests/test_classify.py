@@ -110,11 +110,14 @@ def test_json_report_validates_and_its_totals_recount_its_windows(clip, untraine
     report = json.loads(result.stdout)
     jsonschema.validate(report, schema())
     windows, totals = report["windows"], report["totals"]
-    assert report["mode"] == "clip" and report["model"]["stride_ms"] == 180.0  # 200 ms rounded to 4 bins of 45 ms
+    assert report["mode"] == "clip" and report["model"]["stride_us"] == 180_000  # 200 ms rounded to 4 bins of 45 ms
     assert totals["windows"] == len(windows) == (2_000_000 // 45_000 + 1 - 20) // 4 + 1
     assert totals["events_in_windows"] == sum(w["stats"]["events"] for w in windows)
     assert totals["spikes"] == pytest.approx(sum(w["stats"]["spikes"] for w in windows))
     assert totals["energy_uj"] == pytest.approx(sum(w["stats"]["energy_uj"] for w in windows))
+    for key in ("macs", "attention_macs"):  # kept apart, as in masnn evaluate reports
+        assert totals[key] == pytest.approx(sum(w["stats"][key] for w in windows))
+    assert totals["attention_macs"] > 0  # a TCSA model: attention not folded into macs
     for w in windows:
         assert w["stats"]["spikes"] == pytest.approx(sum(w["stats"]["spikes_per_layer"].values()))
         assert len(w["top_k"]) == 4 and w["top_k"][0]["probability"] >= w["top_k"][-1]["probability"]

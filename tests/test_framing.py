@@ -1,20 +1,17 @@
 """masnn.datasets.transforms.framing against tonic.transforms.ToFrame (tonic 1.7.0) and plain hand-written loops.
 
 Frames are [T, 2, H, W] int16 counts, channel 0 OFF, 1 ON. Sensors are non-square (W != H) wherever
-possible so that an x/y swap fails loudly.
+possible so that an x/y swap fails loudly. Streamed framing is tested in test_stream_framing.py.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
-import tonic
+from framing_helpers import H, W, garbage_frames, hand_frames, random_events, tonic_frames
 from masnn.datasets.events import make_events
 from masnn.datasets.transforms import framing
-from masnn.datasets.transforms.framing import ToFrames, frames_by_time, iter_time_frames
+from masnn.datasets.transforms.framing import ToFrames
 
-W, H = 16, 12  # non-square on purpose
 INT16_MAX = np.iinfo(np.int16).max
 
 
@@ -22,36 +19,7 @@ INT16_MAX = np.iinfo(np.int16).max
 def garbage_in_fresh_memory(monkeypatch):
     """Framing allocates frames uncleared and clears each when it first counts into it. Fresh memory from the
     system is zero anyway, which would hide a frame left uncleared: here that memory holds garbage."""
-
-    def garbage(shape, dtype):
-        return np.full(shape, 0x5A, dtype)
-
-    monkeypatch.setattr(framing, "uncleared_frames", garbage)
-
-
-def random_events(seed, n=3000, width=W, height=H, t0=10_000, span=200_000, sort=True):
-    rng = np.random.default_rng(seed)
-    t = t0 + rng.integers(0, span, n)
-    if sort:
-        t = np.sort(t)
-    return make_events(rng.integers(0, width, n), rng.integers(0, height, n), t, rng.integers(0, 2, n))
-
-
-def tonic_frames(events, width=W, height=H, **kwargs):
-    # tonic may touch its input (single-polarity case): give it a copy
-    return tonic.transforms.ToFrame(sensor_size=(width, height, 2), **kwargs)(events.copy())
-
-
-def hand_frames(events, edges, width=W, height=H):
-    """Plain loop: frame k counts events with edges[k] <= t < edges[k + 1], at [k, p, y, x]."""
-    edges = [int(e) for e in edges]
-    frames = np.zeros((len(edges) - 1, 2, height, width), dtype=np.int64)
-    for x, y, t, p in zip(events["x"].tolist(), events["y"].tolist(), events["t"].tolist(), events["p"].tolist()):
-        for k in range(len(edges) - 1):
-            if edges[k] <= t < edges[k + 1]:
-                frames[k, 1 if p else 0, y, x] += 1
-                break
-    return frames
+    monkeypatch.setattr(framing, "uncleared_frames", garbage_frames)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,117 +252,3 @@ def test_bad_arguments_raise():
         ToFrames(sensor_size=(W, H), time_window=10, n_time_bins=3)
     with pytest.raises(ValueError):
         ToFrames(sensor_size=(W, H), time_window=0)
-
-
-# --------------------------------------------------------------------------------------------------
-# Streaming: iter_time_frames
-
-
-def bursty_events(seed, n=2000, dt=1_000):
-    """Bursts separated by long empty gaps (tens of frames); the span is not a multiple of dt."""
-    rng = np.random.default_rng(seed)
-    bursts = []
-    t = 5_000
-    for _ in range(6):
-        m = n // 6
-        bursts.append(t + np.sort(rng.integers(0, 3 * dt, m)))
-        t += int(rng.integers(20, 90)) * dt + int(rng.integers(1, dt))
-    t = np.concatenate(bursts)
-    events = make_events(rng.integers(0, W, len(t)), rng.integers(0, H, len(t)), t, rng.integers(0, 2, len(t)))
-    if (int(t[-1]) - int(t[0])) % dt == 0:  # keep away from the exact-multiple edge (tested separately)
-        events = events[:-1]
-    return events
-
-
-def chunks_of(events, size, with_empty=False):
-    out = []
-    for begin in range(0, len(events), size):
-        out.append(events[begin : begin + size])
-        if with_empty:
-            out.append(events[:0])
-    return out
-
-
-@pytest.mark.parametrize("chunk_size", [1, 7, 333, 5000])
-@pytest.mark.parametrize("block_frames", [1, 3, 64])
-def test_iter_time_frames_concatenate_to_whole(chunk_size, block_frames):
-    dt = 1_000
-    events = bursty_events(chunk_size + block_frames, dt=dt)
-    blocks = list(iter_time_frames(chunks_of(events, chunk_size, with_empty=chunk_size == 7), (W, H), dt, block_frames=block_frames))
-    assert all(0 < len(b) <= block_frames for b in blocks)
-    assert all(b.shape[1:] == (2, H, W) for b in blocks)
-    streamed = np.concatenate(blocks)
-    np.testing.assert_array_equal(streamed, frames_by_time(events, (W, H), dt, include_incomplete=True))
-    np.testing.assert_array_equal(streamed, tonic_frames(events, time_window=dt, include_incomplete=True))
-    assert streamed.sum() == len(events)
-
-
-def test_iter_time_frames_one_chunk_spanning_long_gaps():
-    dt = 1_000
-    events = make_events([1, 2, 3, 4], [1, 2, 3, 4], [0, 10, 250_500, 999_999], [1, 0, 1, 0])
-    blocks = list(iter_time_frames([events], (W, H), dt, block_frames=3))
-    assert all(len(b) <= 3 for b in blocks)
-    streamed = np.concatenate(blocks)
-    hand = hand_frames(events, dt * np.arange(1001))
-    assert streamed.shape == (1000, 2, H, W)
-    np.testing.assert_array_equal(streamed, hand)
-    np.testing.assert_array_equal(streamed, tonic_frames(events, time_window=dt, include_incomplete=True))
-
-
-def test_iter_time_frames_keeps_a_last_event_on_a_window_boundary():
-    # tonic's include_incomplete count, which frames_by_time keeps, has 2 windows and drops t=100;
-    # the stream opens a third frame for it (documented in iter_time_frames)
-    dt = 50
-    events = make_events([0, 1, 2], [0, 1, 2], [0, 50, 100], [0, 1, 1])
-    streamed = np.concatenate(list(iter_time_frames([events], (W, H), dt)))
-    in_memory = frames_by_time(events, (W, H), dt, include_incomplete=True)
-    np.testing.assert_array_equal(in_memory, tonic_frames(events, time_window=dt, include_incomplete=True))
-    assert streamed.shape[0] == in_memory.shape[0] + 1 == 3
-    np.testing.assert_array_equal(streamed[:2], in_memory)
-    assert streamed[2].sum() == 1 and streamed[2, 1, 2, 2] == 1
-
-
-@pytest.mark.parametrize("chunk_size", [1, 50, 5000])
-@pytest.mark.parametrize("block_frames", [3, 64])
-@pytest.mark.parametrize(
-    "start_offset,length",
-    [(0, 60 * 1_000), (-2_500, 37 * 1_000 + 1), (4_321, 123 * 1_000 - 7), (-10_000, 5_000), (50_000, 400_000)],
-)
-def test_iter_time_frames_with_start_and_end(chunk_size, block_frames, start_offset, length):
-    dt = 1_000
-    events = bursty_events(11, dt=dt)
-    start = int(events["t"][0]) + start_offset
-    end = start + length
-    blocks = list(iter_time_frames(chunks_of(events, chunk_size), (W, H), dt, start=start, end=end, block_frames=block_frames))
-    assert all(0 < len(b) <= block_frames for b in blocks)
-    streamed = np.concatenate(blocks)
-    n_frames = math.ceil((end - start) / dt)
-    assert streamed.shape == (n_frames, 2, H, W)
-    # events at or after ``end`` are cut even when the last frame would reach past it
-    inside = events[(events["t"] >= start) & (events["t"] < end)]
-    edges = np.minimum(start + dt * np.arange(n_frames + 1), end)
-    np.testing.assert_array_equal(streamed, hand_frames(events, edges))
-    theirs = tonic_frames(inside, time_window=dt, start_time=start, end_time=end, include_incomplete=True) if len(inside) else np.zeros_like(streamed)
-    np.testing.assert_array_equal(streamed, theirs)
-    if (end - start) % dt == 0:
-        np.testing.assert_array_equal(streamed, tonic_frames(events, time_window=dt, start_time=start, end_time=end))
-
-
-def test_iter_time_frames_window_without_events_is_all_empty():
-    events = random_events(12, n=100, span=10_000)
-    start = int(events["t"][-1]) + 1_000_000
-    streamed = np.concatenate(list(iter_time_frames([events], (W, H), 15_000, start=start, end=start + 60 * 15_000, block_frames=7)))
-    assert streamed.shape == (60, 2, H, W) and streamed.sum() == 0
-
-
-def test_iter_time_frames_rejects_chunks_out_of_order():
-    events = random_events(13, n=200)
-    with pytest.raises(ValueError):
-        # the second chunk goes back in time (to events still after the stream's start)
-        list(iter_time_frames([events[:150], events[100:]], (W, H), 1_000))
-
-
-def test_first_index_at_or_after_matches_searchsorted():
-    events = random_events(14, n=500, span=1_000)
-    for t in [0, int(events["t"][0]), int(events["t"][250]), int(events["t"][-1]), int(events["t"][-1]) + 1, 10_500]:
-        assert framing.first_index_at_or_after(events, t) == np.searchsorted(events["t"], t, "left")

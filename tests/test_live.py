@@ -1,28 +1,22 @@
-"""`masnn live`: real DV network peers on 127.0.0.1 (dv-processing's NetworkWriter in a child process), a
-replayed recording, a fake camera, and the drop policy under a slow classifier."""
+"""`masnn live` end to end: real DV network peers on 127.0.0.1 (dv-processing's NetworkWriter in a child
+process), a replayed recording, the drop policy under a slow classifier, the dashboard and --show."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from masnn.datasets.io.readers import read_events
+from live_helpers import FAST_BACKOFF, WINDOW_MS, free_port, watchdog, write_clip
 from masnn.datasets.loaders.table import GESTURE_CLASSES
-from masnn.datasets.transforms.framing import UnsortedEvents, iter_time_frames
 from masnn.datasets.transforms.pipeline import FramingConfig
-from masnn.live.framer import LiveWindow, WindowFramer
-from masnn.live.pipeline import Handoff, LiveOptions, LivePipeline
-from masnn.live.sources import camera_source, replay_source, stream_source
+from masnn.live.pipeline import LiveOptions, LivePipeline
+from masnn.live.sources import replay_source, stream_source
 from masnn.live.view import event_image, render_dashboard, summary_table
 
-WINDOW_MS = 450  # T = 20 frames of 22.5 ms: tests need less stream before the first prediction
-FAST_BACKOFF = (0.05, 0.2)
 
 # A DV protocol peer: serves the events of an .npy file (stream seconds [start, stop) from the first event)
 # on 127.0.0.1:PORT once a client connects, paced at SPEED x real time, then exits, closing the connection.
@@ -60,12 +54,6 @@ os._exit(0)
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def peers():
     """Starts DV peers on demand; kills any still running at the end."""
@@ -88,31 +76,9 @@ def peers():
             process.wait(10)
 
 
-@contextmanager
-def watchdog(pipeline, seconds=30.0):
-    """A test that goes wrong ends with a failed assertion, not a hang."""
-    timer = threading.Timer(seconds, pipeline.stop)
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    """A 2 s DVS128 gesture clip as AEDAT 4.0 and as a structured .npy, and its events."""
-    from masnn.datasets.synth.generator import write_action_clip
-
-    folder = tmp_path_factory.mktemp("live")
-    path = folder / "air-guitar.aedat4"
-    write_action_clip(path, "air guitar", "dvs128", 3, 2.0, "lab")
-    events, _ = read_events(path)
-    plain = np.zeros(len(events), [("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")])  # .npy refuses out-of-order fields
-    for name in plain.dtype.names:
-        plain[name] = events[name]
-    np.save(folder / "events.npy", plain)
-    return path, folder / "events.npy", events
+    return write_clip(tmp_path_factory.mktemp("live"))
 
 
 @pytest.fixture(scope="module")
@@ -244,126 +210,6 @@ def test_a_slow_classifier_makes_counted_drops_and_the_handoff_stays_bounded(cli
     assert [record["dropped_windows"] for record in records] == sorted(record["dropped_windows"] for record in records)
 
 
-def window(index: int) -> LiveWindow:
-    return LiveWindow(index, 1, index, 0, 1, np.zeros((1, 2, 2, 2), np.int16), np.array([index]), 0.0)
-
-
-def test_handoff_drops_the_oldest_and_never_holds_more_than_its_capacity():
-    handoff, stop = Handoff(capacity=2), threading.Event()
-    dropped = [handoff.put(window(i), stop) for i in range(10)]
-    assert [d.index for d in dropped if d is not None] == list(range(8))
-    assert handoff.high_water == 2 and handoff.dropped == 8
-    assert [handoff.get(0).index, handoff.get(0).index, handoff.get(0)] == [8, 9, None]
-
-
-def test_lossless_handoff_makes_the_reader_wait():
-    handoff, stop = Handoff(capacity=1, lossless=True), threading.Event()
-    handoff.put(window(0), stop)
-    writer = threading.Thread(target=handoff.put, args=(window(1), stop))
-    writer.start()
-    writer.join(0.3)
-    assert writer.is_alive() and handoff.high_water == 1  # waiting, not dropping
-    assert handoff.get(1).index == 0
-    writer.join(2)
-    assert handoff.get(1).index == 1 and handoff.dropped == 0
-
-
-@pytest.mark.parametrize("sensor", [(128, 128), (346, 260)])
-def test_incremental_windows_equal_offline_framing(sensor):
-    from masnn.bench.common import moving_blob_events
-
-    events = moving_blob_events(60_000, 1_500_000, sensor, seed=1, t0=1_000_000)
-    framing = FramingConfig(dt_us=30_000, n_frames=10)
-    offline = np.concatenate(list(iter_time_frames([events], sensor, framing.dt_us, spatial=framing.spatial_map(sensor))))
-    framer = WindowFramer(framing, sensor, stride_frames=3, newest_only=False)
-    cuts = np.sort(np.random.default_rng(0).integers(0, len(events), 40))
-    windows = [w for batch in np.split(events, cuts) for w in framer.add(batch, time.perf_counter()).windows]
-    assert len(windows) == (len(offline) - 1 - framing.n_frames) // 3 + 1  # the last offline frame is still open live
-    for w in windows:
-        expected = offline[w.first_frame : w.first_frame + framing.n_frames]
-        assert np.array_equal(w.frames, expected)
-        assert list(w.frame_events) == [int(f.sum()) for f in expected]
-        assert w.end_us - w.start_us == framing.dt_us * framing.n_frames
-    with pytest.raises(UnsortedEvents):
-        framer.add(events[:10], 0.0)  # stream time going back is refused, not binned into old frames
-
-
-def fake_batch(events):
-    """What dv-processing's EventStore offers the pipeline: size() and numpy() with its field names."""
-    dv_dtype = np.dtype({"names": ["timestamp", "x", "y", "polarity"], "formats": ["<i8", "<i2", "<i2", "i1"],
-                         "offsets": [0, 8, 10, 12], "itemsize": 16})
-    array = np.zeros(len(events), dv_dtype)
-    array["timestamp"], array["x"], array["y"], array["polarity"] = events["t"], events["x"], events["y"], events["p"]
-    return type("FakeStore", (), {"size": lambda self: len(array), "numpy": lambda self: array})()
-
-
-class FakeCamera:
-    """A camera that delivers ``events`` in 10 ms batches and then is unplugged (raises, as a lost USB device does)."""
-
-    def __init__(self, events):
-        self.batches = [fake_batch(b) for b in np.array_split(events, max(1, len(events) // 500))]
-
-    def isEventStreamAvailable(self):
-        return True
-
-    def getEventResolution(self):
-        return (128, 128)
-
-    def getCameraName(self):
-        return "DVS128_FAKE0001"
-
-    def isRunning(self):
-        return True
-
-    def getNextEventBatch(self):
-        if not self.batches:
-            raise RuntimeError("device disconnected\nStacktrace: ...")
-        time.sleep(0.002)  # a camera delivers over time: an instant one would leave every window but the last stale
-        return self.batches.pop(0)
-
-
-def test_camera_unplugged_and_back_is_reconnected(monkeypatch, clip, classifier):
-    import dv_processing as dv
-
-    _, _, events = clip
-    answers = iter([FakeCamera(events[: len(events) // 2]), RuntimeError("no device"), *[FakeCamera(events) for _ in range(50)]])
-
-    def fake_open(*serial):
-        answer = next(answers)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    monkeypatch.setattr(dv.io.camera, "open", fake_open)
-    pipeline = LivePipeline(camera_source(), classifier, LiveOptions(backoff_s=FAST_BACKOFF))
-    records = []
-
-    def stop_after_the_second_connection(record, window):
-        records.append(record)
-        if record["connection"] >= 2:
-            pipeline.stop()
-
-    with watchdog(pipeline):
-        summary = pipeline.run(stop_after_the_second_connection)
-    connections = {record["connection"] for record in records}
-    assert summary["reconnects"] >= 1 and 1 in connections and max(connections) >= 2  # predictions resumed
-    assert summary["predictions"] + summary["dropped_windows"] == summary["windows"]  # stopped mid-stream, still all counted
-    reconnect = next(n for n in pipeline.stats.notices if n["event"] == "reconnect")
-    assert reconnect["attempts"] == 2  # the first try found no camera; the second did
-    assert summary["source"] == "camera DVS128_FAKE0001"
-
-
-def test_no_camera_is_a_clear_error(monkeypatch):
-    import dv_processing as dv
-
-    def nothing_attached(*serial):
-        raise IndexError("vector::_M_range_check: __n (which is 0) >= this->size() (which is 0)")
-
-    monkeypatch.setattr(dv.io.camera, "open", nothing_attached)
-    with pytest.raises(OSError, match="no DVS camera found"):
-        camera_source().connect()
-
-
 def test_dashboard_and_summary_render(clip, classifier):
     from rich.console import Console
 
@@ -379,29 +225,6 @@ def test_dashboard_and_summary_render(clip, classifier):
         assert expected in text
     image = event_image(np.ones((4, 2, 32, 32), np.int16), top)
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "masnn", "live", *map(str, args)], capture_output=True, text=True, timeout=120)
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--stream", "nonsense"], "error: --stream 'nonsense': expected tcp://HOST:PORT"),
-    (["--stream", "tcp://127.0.0.1:70000"], "expected tcp://HOST:PORT"),
-    (["--replay", "missing.aedat4"], "missing.aedat4: no such file"),
-    (["--camera", "X1", "--stream", "tcp://127.0.0.1:1"], "error: give one source, not --camera and --stream"),
-])
-def test_bad_sources_exit_2_with_one_line(args, message):
-    result = cli(*args)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
-
-
-def test_a_stream_nobody_serves_is_a_clear_error(untrained_checkpoint):
-    port = free_port()
-    result = cli("--stream", f"tcp://127.0.0.1:{port}", "--weights", untrained_checkpoint)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == f"error: tcp://127.0.0.1:{port}: cannot connect (connect: Connection refused)"
 
 
 def test_show_draws_each_prediction_and_q_ends_the_run(monkeypatch, clip, classifier):
@@ -424,50 +247,3 @@ def test_show_draws_each_prediction_and_q_ends_the_run(monkeypatch, clip, classi
     lines = output.getvalue().splitlines()
     assert sum("latency" in line and "dropped" in line for line in lines) == 3  # off a terminal: a line per prediction
     assert any("predictions" in line and "3 in" in line for line in lines)
-
-
-def test_show_without_a_display_is_a_clear_error(monkeypatch):
-    from masnn.live.view import EventView
-
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with pytest.raises(OSError, match="--show needs a display"):
-        EventView(stride_frames=2)
-
-
-def test_a_camera_serial_not_found_is_a_clear_error(monkeypatch):
-    import dv_processing as dv
-
-    def no_such_serial(*serial):
-        raise RuntimeError("/project/include/dv-processing/io/camera/discovery.hpp(88): open()\n"
-                           "RuntimeError: Could not find device with given serial number\nStacktrace:\n 0# ...")
-
-    monkeypatch.setattr(dv.io.camera, "open", no_such_serial)
-    with pytest.raises(OSError) as error:
-        camera_source("DXA00093").connect()
-    assert str(error.value) == "camera DXA00093: cannot be opened (Could not find device with given serial number)"
-
-
-def test_stream_time_going_back_restarts_the_frames(monkeypatch, clip, classifier, tmp_path):
-    import dv_processing as dv
-
-    events = clip[2]
-
-    def restarting_camera(*serial):
-        camera = FakeCamera(events[: len(events) // 2])
-        camera.batches += FakeCamera(events).batches  # the device restarted its clock mid-stream
-        return camera
-
-    monkeypatch.setattr(dv.io.camera, "open", restarting_camera)
-    log = tmp_path / "live.jsonl"
-    pipeline = LivePipeline(camera_source(), classifier, LiveOptions(backoff_s=FAST_BACKOFF, log=log))
-
-    def stop_when_unplugged(p):
-        if p.stats.disconnects:
-            p.stop()
-
-    with watchdog(pipeline):
-        summary = pipeline.run(on_tick=stop_when_unplugged)
-    kinds = [json.loads(line)["event"] for line in log.read_text().splitlines()]
-    assert kinds.index("time-reset") < kinds.index("disconnect")  # survived, and reported
-    assert summary["events"] >= len(events) // 2 + len(events) and summary["predictions"] >= 1

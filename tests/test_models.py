@@ -71,9 +71,43 @@ def test_registry_lists_and_creates_models():
     assert model.steps == 60 and model.num_classes == 20
     assert model.model_args == {"name": "ma-snn-3layer", "num_classes": 20}
     rebuilt = create_model(**model.model_args)
-    assert rebuilt.load_state_dict(model.state_dict()) is not None
+    loaded = rebuilt.load_state_dict(model.state_dict())
+    assert loaded.missing_keys == [] and loaded.unexpected_keys == []
     with pytest.raises(ValueError, match="ma-snn-3layer"):
         create_model("no-such-net")
+
+
+def test_state_dict_of_another_attention_variant_differs_by_the_gate_weights():
+    vanilla = create_model("ma-snn-3layer", attention="none", T=4, input_size=16)
+    tcsa = create_model("ma-snn-3layer", attention="TCS", placement="paper", T=4, input_size=16)
+    # the paper's placement: a TA (two bias-free linear maps) at conv-post of all five layers; a CA (two linear
+    # maps) and an SA (one conv) inside the neurons of the three conv layers. Neurons keep the same buffers.
+    gates = [f"layers.{i}.post.ta.mlp.{j}.weight" for i in range(5) for j in (0, 2)]
+    gates += [f"layers.{i}.neuron.{w}" for i in range(3) for w in ("ca.mlp.0.weight", "ca.mlp.2.weight", "sa.conv.weight")]
+    loaded = vanilla.load_state_dict(tcsa.state_dict(), strict=False)
+    assert loaded.missing_keys == [] and sorted(loaded.unexpected_keys) == sorted(gates)
+    assert torch.equal(vanilla.layers[0].op.weight, tcsa.layers[0].op.weight)  # the shared weights did load
+    loaded = tcsa.load_state_dict(vanilla.state_dict(), strict=False)
+    assert sorted(loaded.missing_keys) == sorted(gates) and loaded.unexpected_keys == []
+    with pytest.raises(RuntimeError, match="Missing key"):
+        tcsa.load_state_dict(vanilla.state_dict())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_registered_model_smoke(name):
+    """Every registered variant, built through the constructor arguments all share, with small T and input:
+    [B, classes] finite rates, and a backward pass that gives every parameter a finite gradient."""
+    torch.manual_seed(0)
+    t, b, classes, size = 2, 2, 5, 32
+    model = create_model(name, T=t, input_size=size, num_classes=classes)
+    x = (torch.rand(t, b, 2, size, size) < 0.3).float() * torch.randint(1, 4, (t, b, 2, size, size))
+    rates = model(x)
+    assert rates.shape == (b, classes) and torch.isfinite(rates).all()
+    rates.sum().backward()
+    for param_name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), param_name
+    first = next(model.parameters())  # the input side: the surrogate gradient came back through every layer
+    assert first.grad.abs().sum() > 0
 
 
 def test_attention_names_and_invalid_placements():
@@ -102,7 +136,7 @@ SMALL = {"ma-snn-3layer": {"input_size": 16}, "ma-snn-5layer": {"input_size": 64
 
 
 @pytest.mark.parametrize("name, attention, placement", list(_valid_cases()))
-def test_registry_smoke(name, attention, placement):
+def test_every_attention_and_placement_trains(name, attention, placement):
     torch.manual_seed(0)
     t, b, classes = 4, 2, 5
     model = create_model(name, attention=attention, placement=placement, T=t, r_t=2, num_classes=classes,

@@ -1,6 +1,7 @@
 """Packaging and CLI basics: what an installed masnn puts in site-packages, and `masnn info`."""
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -28,7 +29,8 @@ def test_wheel_installs_only_the_masnn_package(wheel):
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"masnn", next(n for n in top_level if n.endswith(".dist-info"))}
     # the source folders are mapped under masnn, never installed as top-level app/models/datasets
-    for module in ("masnn/cli/__init__.py", "masnn/live/pipeline.py", "masnn/training/loop.py", "masnn/bench/common.py",
+    for module in ("masnn/cli/__init__.py", "masnn/cli/console.py", "masnn/cli/inference.py", "masnn/cli/training.py",
+                   "masnn/cli/live.py", "masnn/cli/bench.py", "masnn/cli/synth.py", "masnn/live/pipeline.py", "masnn/training/loop.py", "masnn/bench/common.py",
                    "masnn/datasets/io/readers.py", "masnn/datasets/transforms/framing.py", "masnn/datasets/loaders/cache.py",
                    "masnn/datasets/synth/generator.py", "masnn/models/lif/layer.py", "masnn/weights/__init__.py"):
         assert module in names
@@ -58,11 +60,12 @@ def test_info_reports_versions_devices_and_cameras_without_a_camera():
     assert report["triton"]
 
 
-def test_help_lists_the_commands():
+def test_help_lists_the_commands_in_order():
     result = run_masnn("--help")
     assert result.returncode == 0
-    for command in ("info", "inspect", "frames", "bench"):
-        assert command in result.stdout
+    listed = [m[1] for m in map(re.compile(r"│ ([a-z]+) ").match, result.stdout.splitlines()) if m]
+    assert listed == ["info", "classify", "inspect", "frames", "models", "train", "export", "card", "evaluate", "ablate",
+                      "live", "bench", "synth"]
 
 
 def test_models_command_reports_the_published_neuron_count():
@@ -73,3 +76,18 @@ def test_models_command_reports_the_published_neuron_count():
     assert report["neurons"] == 106_763
     layers = report["report (random input, untrained)"]["layers"]
     assert [layer["name"] for layer in layers] == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+
+
+def test_models_command_leaves_the_global_rng_alone():
+    import torch
+    from masnn.cli import app
+    from masnn.models import create_model
+    from typer.testing import CliRunner
+
+    torch.manual_seed(123)
+    create_model("ma-snn-3layer", attention="TCS", placement="paper", num_classes=11)  # the command builds this too
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    assert torch.equal(torch.rand(4), expected)

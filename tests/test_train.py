@@ -1,15 +1,17 @@
 """Training loop: learning, exact resume, two-process (gloo) == one process, config precedence, checkpoints."""
 import json
 import os
+import random
 import socket
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 from masnn.checkpoint import build_model, load_checkpoint
 from masnn.training.config import TrainConfig, load_config
-from masnn.training.loop import PAPER_SELECTION, accuracy, train
+from masnn.training.loop import PAPER_BEST_TEST, accuracy, train
 
 TINY = {"model": "ma-snn-3layer", "attention": "none", "T": 4, "num_classes": 3, "model_kwargs": {"input_size": 8},
         "batch_size": 8, "lr": 1e-3, "epochs": 2, "seed": 0}
@@ -92,7 +94,7 @@ def test_paper_selection_is_the_best_test_epoch_and_kept_apart(tmp_path):
     result = train(cfg, Blobs(24), val_set=Blobs(12, seed=1), progress=False, paper_test_set=test)
     rows = result["history"]
     best_epoch = max(rows, key=lambda r: r["test_acc"])  # the first of equal bests
-    assert result[PAPER_SELECTION] == best_epoch["test_acc"]
+    assert result[PAPER_BEST_TEST] == best_epoch["test_acc"]
     assert result["best"] == max(r["val_acc"] for r in rows)  # the honest selection is untouched
     kept = load_checkpoint(tmp_path / "paper" / "best_test.pt")
     assert kept["data"]["epoch"] == best_epoch["epoch"]
@@ -152,10 +154,15 @@ def test_two_process_gloo_equals_one_process_on_the_global_batch(tmp_path):
 
 def test_config_precedence_and_unknown_keys(tmp_path):
     path = tmp_path / "run.toml"
-    path.write_text('preset = "gesture-paper"\nepochs = 7\nlr = 0.01\n[framing]\ndt_ms = 10.0\n')
+    path.write_text('preset = "gesture-paper"\nepochs = 7\nlr = 0.01\n[framing]\ndt_us = 10000\n')
     cfg = load_config(path, {"lr": 0.5, "batch_size": None, "framing": {"size": 64}})
     assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.T) == (7, 0.5, 128, 60)  # file < overrides; None skipped
-    assert cfg.framing == {"dt_ms": 10.0, "size": 64}  # preset < file < overrides, merged key by key
+    assert cfg.framing == {"dt_us": 10_000, "size": 64}  # preset < file < overrides, merged key by key
+    path.write_text('preset = "gesture-paper"\n[framing]\ndt_ms = 10.0\n')  # the older spelling, in milliseconds
+    assert load_config(path).framing == {"dt_us": 10_000, "size": 32}
+    path.write_text('[framing]\ndt_ms = 10.0\ndt_us = 10000\n')
+    with pytest.raises(ValueError, match="both dt_us and its older spelling"):
+        load_config(path)
     assert load_config(overrides={"epochs": 1}, preset="gesture-cpu-small").T == 20
     path.write_text("epoch = 3\n")
     with pytest.raises(ValueError, match=r"unknown config key\(s\) \['epoch'\].*valid keys"):
@@ -217,3 +224,33 @@ def test_cli_trains_on_a_synthetic_gesture_set(tmp_path):
     refused = subprocess.run([sys.executable, "-m", "masnn", "train", "--data", str(tmp_path / "data"), "--scheduler", "weekly"],
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and refused.stderr.startswith("error: scheduler must be one of") and "Traceback" not in refused.stderr
+
+
+def test_training_leaves_the_global_rng_as_it_found_it(tmp_path):
+    torch.manual_seed(123)
+    random.seed(5)
+    np.random.seed(7)
+    states = torch.get_rng_state(), random.getstate(), np.random.get_state(legacy=True)
+    train(config(tmp_path, "rng", epochs=1), Blobs(16), progress=False)
+    torch_state, python_state, numpy_state = states
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert random.getstate() == python_state
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(legacy=True), numpy_state))
+    again = train(config(tmp_path, "rng-again", epochs=1), Blobs(16), progress=False)  # seeded by the config alone
+    assert again["train_loss"] == load_checkpoint(tmp_path / "rng" / "last.pt")["history"][-1]["train_loss"]
+
+
+def test_checkpoints_are_in_microseconds_and_old_millisecond_ones_load_the_same(tmp_path):
+    train(config(tmp_path, "us", epochs=1, framing={"dt_us": 45_000, "size": 8}), Blobs(16), progress=False)
+    path = tmp_path / "us" / "last.pt"
+    assert torch.load(path, weights_only=True)["config"]["framing"] == {"dt_us": 45_000, "size": 8}
+    old = torch.load(path, weights_only=True)
+    old["config"]["framing"] = {"dt_ms": 45.0, "size": 8}  # as checkpoints written before the switch (the shipped ones)
+    torch.save(old, tmp_path / "old.pt")
+    loaded = load_checkpoint(tmp_path / "old.pt", expect={"framing": {"dt_us": 45_000, "size": 8}})
+    assert loaded["config"]["framing"] == load_checkpoint(path)["config"]["framing"]
+    assert load_checkpoint(path, expect={"framing": {"dt_ms": 45.0, "size": 8}})  # an expectation in the older spelling too
+    from masnn.classify import shipped_weights
+
+    shipped = shipped_weights()["gesture-tcsa"]  # written in milliseconds; the file itself is never rewritten
+    assert load_checkpoint(shipped)["config"]["framing"] == {"dt_us": 45_000, "size": 32}

@@ -70,9 +70,10 @@ def untrained_checkpoint(folder: Path) -> Path:
     from masnn.models import create_model
     from masnn.training.config import load_config
 
-    torch.manual_seed(0)
     config = load_config(preset="gesture-cpu-small", overrides={"class_names": list(GESTURE_CLASSES)})
-    model = create_model(config.model, **{k: v for k, v in config.model_args().items() if k != "name"})
+    with torch.random.fork_rng(devices=[]):  # the same weights every time; the caller's RNG state is left as it was
+        torch.manual_seed(0)
+        model = create_model(config.model, **{k: v for k, v in config.model_args().items() if k != "name"})
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):

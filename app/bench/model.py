@@ -165,16 +165,16 @@ def run_inference_benchmark(name: str = "ma-snn-3layer", attention: str = "TCS",
     from masnn.models import create_model
     from masnn.models.inference import agreement, prepare_for_inference
 
-    torch.manual_seed(seed)
-
     def frames(batch):
         return (torch.rand(steps, batch, 2, 32, 32) < 0.05).float() * torch.randint(1, 4, (steps, batch, 2, 32, 32)).float()
 
-    model = create_model(name, attention=attention, placement="paper", num_classes=11)
-    with torch.no_grad():
-        model.train()(frames(8))  # running statistics that are not the initial ones
-    model.eval()
-    x, held_out = frames(1), frames(agreement_samples)
+    with torch.random.fork_rng(devices=[]):  # weights and inputs from `seed`; the caller's RNG state is left as it was
+        torch.manual_seed(seed)
+        model = create_model(name, attention=attention, placement="paper", num_classes=11)
+        with torch.no_grad():
+            model.train()(frames(8))  # running statistics that are not the initial ones
+        model.eval()
+        x, held_out = frames(1), frames(agreement_samples)
     variants = {"dense fp32": model, "fused fp32": prepare_for_inference(model), "fused bf16": prepare_for_inference(model, bf16=True)}
     rows = {}
     with torch.inference_mode():

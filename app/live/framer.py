@@ -4,17 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from masnn.datasets.transforms.denoise import (
-    filter_background_activity,
-    new_filter_state,
-)
-from masnn.datasets.transforms.framing import (
-    COUNT_DTYPE,
-    UnsortedEvents,
-    _count_cap,
-    _FrameBlocks,
-)
+from masnn.datasets.transforms.framing import COUNT_DTYPE
 from masnn.datasets.transforms.pipeline import FramingConfig
+from masnn.datasets.transforms.stream import StreamFramer
 
 
 @dataclass
@@ -48,32 +40,27 @@ class WindowFramer:
                  connection: int = 0, newest_only: bool = True):
         self.framing, self.stride, self.connection, self.newest_only = framing, stride_frames, connection, newest_only
         self.steps, self.dt = framing.n_frames, framing.dt_us
-        self.spatial = framing.spatial_map(sensor_size)
-        width, height = framing.output_size(sensor_size)
+        self.stream = StreamFramer.from_config(framing, sensor_size, block_frames=1)  # each frame as soon as it is complete
+        width, height = self.stream.frame_size
         self.ring = np.zeros((self.steps, 2, height, width), COUNT_DTYPE)
         self.ring_events = np.zeros(self.steps, np.int64)
-        self.denoise = new_filter_state(sensor_size) if framing.denoise_us else None
-        self.frame_size = (width, height)
-        self.blocks = None
-        self.origin = self.last_t = None
         self.completed = 0  # frames completed on this connection
         self.windows_made = 0
         self.previous_arrival = self.frame_arrival = 0.0
 
+    @property
+    def origin(self) -> int | None:
+        """The connection's first event (after denoising): frame 0 starts there."""
+        return self.stream.start
+
     def add(self, events: np.ndarray, arrival: float) -> Framed:
-        if self.denoise is not None:
-            events = filter_background_activity(events, self.denoise, self.framing.denoise_us)
-        if len(events) == 0:
+        """Raises UnsortedEvents when stream time goes back: old frames are gone, a new framer must start."""
+        completed = self.stream.add(events)
+        if self.stream.added_span is None:  # an empty batch, or the filter kept none of it: no frame changed
             return Framed([], 0, 0)
-        first_t = int(events["t"][0])
-        if self.blocks is None:
-            self.origin = first_t
-            self.blocks = _FrameBlocks(self.frame_size, self.spatial, first_t, self.dt, 1, _count_cap(COUNT_DTYPE, None), COUNT_DTYPE)
-        elif first_t < self.last_t:
-            raise UnsortedEvents(f"stream time went back from t={self.last_t} to t={first_t} us")
-        self.last_t = int(events["t"][-1])
+        first_t = self.stream.added_span[0]
         windows, framed = [], 0
-        for frame in self.blocks.add(events):
+        for frame in completed:
             frame_end = self.origin + (self.completed + 1) * self.dt
             # the frame's last event came with this batch unless the batch starts after the frame
             framed += self._push(frame[0], arrival if first_t < frame_end else self.previous_arrival)

@@ -2,8 +2,8 @@
 its own pace.
 
 Two threads share the work. The reader thread pulls event batches from the source and bins them into
-dt-wide frames at model resolution as they arrive (the compiled kernel of masnn.datasets.transforms.framing, driven
-frame by frame), keeping only a ring of the newest T frames; every ``stride`` frames it hands a window to
+dt-wide frames at model resolution as they arrive (masnn.datasets.transforms.stream's framer, one frame at a
+time), keeping only a ring of the newest T frames; every ``stride`` frames it hands a window to
 the main thread, which classifies it, logs it and draws the dashboard. numba's kernels run without the GIL
 and torch releases it, so reading goes on while the network runs.
 
@@ -13,94 +13,34 @@ says how much went unclassified. A replay at speed 0 is the exception: a file ca
 reader waits for the classifier and every window is classified.
 
 A camera or network stream that goes away is reopened with exponential backoff; framing starts afresh on
-the new connection, whose clock may differ from the old one's. Sources are in masnn.live.sources, the dashboard
-and the OpenCV view in masnn.live.view.
+the new connection, whose clock may differ from the old one's. Sources are in masnn.live.sources, the framer
+in masnn.live.framer, the hand-off in masnn.live.handoff, the figures and the log in masnn.live.stats, the
+dashboard and the OpenCV view in masnn.live.view.
 """
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from itertools import islice
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from masnn.datasets.events import EventFileError
 from masnn.datasets.transforms.framing import COUNT_DTYPE, UnsortedEvents
-from masnn.live.framer import LiveWindow, WindowFramer
+from masnn.live.framer import Framed, LiveWindow, WindowFramer
+from masnn.live.handoff import Handoff
 from masnn.live.sources import POLL_S, Connection, Source
+from masnn.live.stats import IngestState, JsonLines, LiveStats, percentiles
 from masnn.live.view import EventView, prediction_line, render_dashboard, summary_table
 
 BACKOFF_S = (0.5, 8.0)  # first and longest wait between reconnection attempts (doubling in between)
 TICK_S = 0.1  # the dashboard is redrawn at least this often, windows or not
 READER_JOIN_S = 2.0  # a reader stuck inside a device call is a daemon thread: never wait for it forever
-HISTORY = 100_000  # predictions whose latencies the summary's percentiles cover
-DASHBOARD_HISTORY = 1_000  # the dashboard's: the last minute or two, and cheap to sort ten times a second
-RECENT_ACTIONS = 6
+DASHBOARD_HISTORY = 1_000  # the dashboard's latency percentiles: the last minute or two, and cheap to sort ten times a second
 
-
-class Handoff:
-    """Windows from the reader to the classifier, at most ``capacity`` held. When full, the oldest waiting
-    window is dropped (live: the newest data is the one worth classifying), or with ``lossless`` the reader
-    waits."""
-
-    def __init__(self, capacity: int = 1, lossless: bool = False):
-        if capacity < 1:
-            raise ValueError(f"the hand-off must hold at least one window, got {capacity}")
-        self.capacity, self.lossless = capacity, lossless
-        self._items: deque[LiveWindow] = deque()
-        self._changed = threading.Condition()
-        self.closed = False
-        self.dropped = 0
-        self.high_water = 0  # the most windows it ever held
-
-    def put(self, window: LiveWindow, stop: threading.Event) -> LiveWindow | None:
-        """Returns the window dropped to make room, if any."""
-        with self._changed:
-            while self.lossless and len(self._items) >= self.capacity:
-                if stop.is_set():  # the run is over: nothing waits for this window any more
-                    return None
-                self._changed.wait(TICK_S)
-            dropped = self._items.popleft() if len(self._items) >= self.capacity else None
-            if dropped is not None:
-                self.dropped += 1
-            self._items.append(window)
-            self.high_water = max(self.high_water, len(self._items))
-            self._changed.notify_all()
-            return dropped
-
-    def get(self, timeout: float) -> LiveWindow | None:
-        with self._changed:
-            if not self._items and not self.closed:
-                self._changed.wait(timeout)
-            if not self._items:
-                return None
-            window = self._items.popleft()
-            self._changed.notify_all()
-            return window
-
-    def close(self) -> None:
-        with self._changed:
-            self.closed = True
-            self._changed.notify_all()
-
-    def drop_waiting(self) -> None:
-        """At the end of a run: windows still waiting were never classified, so they count as dropped."""
-        with self._changed:
-            self.dropped += len(self._items)
-            self._items.clear()
-
-    @property
-    def finished(self) -> bool:
-        return self.closed and not self._items
-
-
-# --- the pipeline --------------------------------------------------------------------------------------
 
 @dataclass
 class LiveOptions:
@@ -116,121 +56,6 @@ class LiveOptions:
         if self.stride_ms <= 0:
             raise ValueError(f"--stride must be positive, got {self.stride_ms} ms")
         return max(1, int(self.stride_ms * 1000 // dt_us))
-
-
-@dataclass
-class IngestState:
-    """What the reader thread reports; only it writes here."""
-
-    status: str = "connecting"
-    source: str = ""
-    sensor_size: tuple[int, int] | None = None
-    connection: int = 0
-    events: int = 0
-    batches: int = 0
-    framed_events: int = 0  # events in completed frames (after the spatial crop)
-    windows: int = 0  # windows made, dropped and superseded ones included
-    superseded: int = 0
-    lag_s: float = 0.0  # wall time minus (speed-scaled) stream time since the connection's first event
-    max_lag_s: float = 0.0
-    reader_cpu_s: float = 0.0  # the reader thread's CPU time, set when it ends
-    first_batch: float | None = None
-    last_batch: float | None = None
-    clock: tuple[float, int] | None = None  # (wall, stream time) at the connection's first batch
-
-    def note_batch(self, events: np.ndarray, arrival: float, speed: float) -> None:
-        self.events += len(events)
-        self.batches += 1
-        self.first_batch = self.first_batch or arrival
-        self.last_batch = arrival
-        if self.clock is None:
-            self.clock = (arrival, int(events["t"][0]))
-        if speed:
-            self.lag_s = (arrival - self.clock[0]) - (int(events["t"][-1]) - self.clock[1]) / 1e6 / speed
-            self.max_lag_s = max(self.max_lag_s, self.lag_s)
-
-
-@dataclass
-class LiveStats:
-    """What the main thread measured; only it writes here."""
-
-    predictions: int = 0
-    first_at: float | None = None  # perf_counter() of the first and the latest prediction
-    last_at: float | None = None
-    latency_ms: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # event arrival -> prediction
-    model_ms: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
-    energy_uj: float = 0.0
-    spikes: float = 0.0
-    covered_events: int = 0  # events in frames some classified window held
-    covered: tuple[int, int] = (0, 0)  # (connection, frames) classified so far
-    last: dict | None = None
-    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_ACTIONS))  # runs of one top class
-    reconnects: int = 0
-    disconnects: int = 0
-    notices: deque = field(default_factory=lambda: deque(maxlen=4))
-    rate_samples: deque = field(default_factory=lambda: deque(maxlen=64))  # (wall, events ingested)
-
-    def add(self, record: dict, window: LiveWindow, done: float) -> None:
-        self.predictions += 1
-        self.first_at = self.first_at or done
-        self.last_at = done
-        self.latency_ms.append(record["latency_ms"])
-        self.model_ms.append(record["stats"]["latency_ms"])
-        self.energy_uj += record["stats"]["energy_uj"]
-        self.spikes += record["stats"]["spikes"]
-        self.last = record
-        self._cover(window)
-        self._remember_action(record)
-
-    def _cover(self, window: LiveWindow) -> None:
-        """Counts only the frames no earlier classified window held, so overlapping windows count once."""
-        connection, done = self.covered
-        done = done if connection == window.connection else 0
-        fresh = max(0, done - window.first_frame)
-        self.covered_events += int(window.frame_events[fresh:].sum())
-        self.covered = (window.connection, window.first_frame + len(window.frame_events))
-
-    def _remember_action(self, record: dict) -> None:
-        top = record["top_k"][0]
-        if self.recent and self.recent[-1]["class"] == top["class"]:
-            run = self.recent[-1]
-            run["to_s"], run["windows"] = record["stream_s"][1], run["windows"] + 1
-            run["confidence"] = max(run["confidence"], top["probability"])
-        else:
-            self.recent.append({"class": top["class"], "from_s": record["stream_s"][1], "to_s": record["stream_s"][1],
-                                "windows": 1, "confidence": top["probability"]})
-
-    def events_per_s(self, now: float, events: int) -> float:
-        self.rate_samples.append((now, events))
-        while len(self.rate_samples) > 2 and now - self.rate_samples[1][0] >= 1.0:
-            self.rate_samples.popleft()  # keep about the last second
-        (t0, e0), (t1, e1) = self.rate_samples[0], self.rate_samples[-1]
-        return (e1 - e0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-def percentiles(values: deque, newest: int | None = None) -> dict:
-    """p50 and p99 of the ``newest`` values (all by default)."""
-    chosen = np.fromiter(values if newest is None else islice(reversed(values), newest), float)
-    if not len(chosen):
-        return {"p50": None, "p99": None}
-    p50, p99 = np.percentile(chosen, [50, 99])
-    return {"p50": float(p50), "p99": float(p99)}
-
-
-class JsonLines:
-    """The --log file: one JSON object a line, flushed at once, so a crash or Ctrl-C loses nothing written."""
-
-    def __init__(self, path: Path | None):
-        self.file = open(path, "w", encoding="utf-8") if path is not None else None
-
-    def write(self, record: dict) -> None:
-        if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
 
 
 class LivePipeline:
@@ -278,20 +103,28 @@ class LivePipeline:
         except KeyboardInterrupt:
             self.interrupted = True
         finally:
-            self._stop.set()
-            if reader.ident is None:  # never started: the connection is still ours to close
-                connection.close()
-            elif reader.is_alive():
-                reader.join(READER_JOIN_S)
-            self.handoff.drop_waiting()
-            self.ended = time.perf_counter()
-            self._handle_notices()
-            summary = self.summary()
-            self._log.write({"event": "summary", "wall_time": time.time(), **summary})
-            self._log.close()
+            self._stop_reader(reader, connection)
+            summary = self._close_run()
             self._restore_torch_threads(threads)
         if self._error is not None:
             raise self._error
+        return summary
+
+    def _stop_reader(self, reader: threading.Thread, connection: Connection) -> None:
+        self._stop.set()
+        if reader.ident is None:  # never started: the connection is still ours to close
+            connection.close()
+        elif reader.is_alive():
+            reader.join(READER_JOIN_S)
+
+    def _close_run(self) -> dict:
+        """Counts the windows never classified as dropped, logs the summary and closes the log."""
+        self.handoff.drop_waiting()
+        self.ended = time.perf_counter()
+        self._handle_notices()
+        summary = self.summary()
+        self._log.write({"event": "summary", "wall_time": time.time(), **summary})
+        self._log.close()
         return summary
 
     def _serve(self, on_prediction, on_tick) -> None:
@@ -375,17 +208,26 @@ class LivePipeline:
                 continue
             arrival = time.perf_counter()
             state.note_batch(batch, arrival, self.source.speed)
-            try:
-                framed = framer.add(batch, arrival)
-            except UnsortedEvents as error:  # a device reset or a restarted stream: frames start afresh
-                self._notify({"event": "time-reset", "source": connection.name, "reason": str(error)})
-                framer, state.clock = self._framer(connection), None
-                framed = framer.add(batch, arrival)
-            state.superseded += framed.superseded
-            state.windows += len(framed.windows) + framed.superseded
-            state.framed_events += framed.framed_events
-            for window in framed.windows:
-                self.handoff.put(window, self._stop)
+            framer = self._frame(framer, connection, batch, arrival)
+
+    def _frame(self, framer: WindowFramer, connection: Connection, batch: np.ndarray, arrival: float) -> WindowFramer:
+        """Frames one batch and hands its windows over; returns the framer for the next batch."""
+        try:
+            framed = framer.add(batch, arrival)
+        except UnsortedEvents as error:  # a device reset or a restarted stream: frames start afresh
+            self._notify({"event": "time-reset", "source": connection.name, "reason": str(error)})
+            framer, self.ingest.clock = self._framer(connection), None
+            framed = framer.add(batch, arrival)
+        self._hand_over(framed)
+        return framer
+
+    def _hand_over(self, framed: Framed) -> None:
+        state = self.ingest
+        state.superseded += framed.superseded
+        state.windows += len(framed.windows) + framed.superseded
+        state.framed_events += framed.framed_events
+        for window in framed.windows:
+            self.handoff.put(window, self._stop)
 
     def _framer(self, connection: Connection) -> WindowFramer:
         return WindowFramer(self.classifier.framing, connection.sensor_size, self.stride_frames,
@@ -438,8 +280,8 @@ class LivePipeline:
         window_s = self.classifier.window_us / 1e6
         return {
             "source": ingest.source, "status": ingest.status, "sensor": ingest.sensor_size, "connections": ingest.connection,
-            "model": {"weights": getattr(self.classifier, "weights", "?"), "T": framing.n_frames, "dt_ms": framing.dt_us / 1000,
-                      "window_ms": window_s * 1000, "stride_ms": self.stride_frames * framing.dt_us / 1000},
+            "model": {"weights": getattr(self.classifier, "weights", "?"), "T": framing.n_frames, "dt_us": framing.dt_us,
+                      "window_us": self.classifier.window_us, "stride_us": self.stride_frames * framing.dt_us},
             "wall_s": wall,
             "current": last["top_k"] if last else [],
             "current_stream_s": last["stream_s"] if last else None,

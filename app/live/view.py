@@ -39,7 +39,7 @@ def render_dashboard(figures: dict):
                         f"{entry['probability']:.2f}")
     if not figures["current"]:
         actions.add_row("[dim]waiting for the first window[/]")
-    recent = "  ".join(f"{run['class']} ({run['to_s'] - run['from_s'] + figures['model']['stride_ms'] / 1000:.1f} s)"
+    recent = "  ".join(f"{run['class']} ({run['to_s'] - run['from_s'] + figures['model']['stride_us'] / 1e6:.1f} s)"
                        for run in reversed(figures["recent_actions"])) or "-"
     grid = Table.grid(padding=(0, 2))
     grid.add_row("last actions", recent)
@@ -62,7 +62,7 @@ def render_dashboard(figures: dict):
     model = figures["model"]
     sensor = "x".join(map(str, figures["sensor"])) if figures["sensor"] else "?"
     title = f"masnn live · {figures['source']} · {figures['status']} · {sensor}"
-    subtitle = f"T {model['T']} x {model['dt_ms']:g} ms = {model['window_ms']:g} ms window, every {model['stride_ms']:g} ms · Ctrl-C ends"
+    subtitle = f"T {model['T']} x {model['dt_us'] / 1000:g} ms = {model['window_us'] / 1000:g} ms window, every {model['stride_us'] / 1000:g} ms · Ctrl-C ends"
     return Panel(Group(actions, "", grid), title=title, subtitle=subtitle)
 
 

@@ -38,11 +38,11 @@ def run_ablation(config: TrainConfig, train_samples, val_samples, test_samples, 
         for name in attentions:
             report = evaluate(checkpoints[name], test_samples, n_crops, cache, vanilla_path=checkpoints["none"])
             results[name].append({
-                "vote": report["accuracy"]["10-crop vote (paper)"],
-                "single": report["accuracy"]["single crop (centre)"],
-                "nasar": report["per crop, mean"]["nasar"],
-                "spikes": report["per crop, mean"]["spikes"],
-                "ree": report["per crop, mean"]["ree_vs_vanilla"],
+                "vote": report["accuracy"]["vote"],
+                "single": report["accuracy"]["single"],
+                "nasar": report["per_crop_mean"]["nasar"],
+                "spikes": report["per_crop_mean"]["spikes"],
+                "ree": report["per_crop_mean"]["ree_vs_vanilla"],
                 "epochs_trained": len(load_checkpoint(checkpoints[name])["history"]),
             })
     rows = []

@@ -20,11 +20,13 @@ def _percent(value: float) -> str:
 
 
 def _count(report: dict, protocol: str) -> str:
+    """The accuracy under ``protocol`` ("vote" or "single") with the count of samples right."""
     right = round(report["accuracy"][protocol] * report["samples"])
     return f"{_percent(report['accuracy'][protocol])} ({right} of {report['samples']})"
 
 
 def _window(report: dict) -> tuple[int, float]:
+    """(T, dt in milliseconds): the card states durations in ms for people; the report has microseconds."""
     framing = report["framing"]
     return framing["n_frames"], framing["dt_us"] / 1000
 
@@ -56,7 +58,7 @@ def _recipe(config: dict) -> str:
                            f"patience {config.get('plateau_patience', 5)})",
                 "cosine": "cosine decay of the learning rate to 0 over the epochs",
                 "none": "constant learning rate"}[config["scheduler"]]
-    window = config["T"] * config["framing"]["dt_ms"]
+    window = config["T"] * config["framing"]["dt_us"] / 1000
     return (f"{optimizer} lr {config['lr']:g}{decay}, batch {config['batch_size']}, {loss}, {schedule}; "
             f"{config['epochs']} epochs, seed {config['seed']}, random {window:g} ms crops")
 
@@ -70,7 +72,7 @@ def _read_json(path: Path):
 
 def read_report(path: Path) -> dict:
     report = _read_json(path)
-    if not isinstance(report, dict) or "accuracy" not in report or "per crop, mean" not in report:
+    if not isinstance(report, dict) or "accuracy" not in report or "per_crop_mean" not in report:
         raise ValueError(f"{path}: not a report written by masnn evaluate --report")
     return report
 
@@ -106,19 +108,19 @@ def training_block(checkpoint: dict, history: list[dict]) -> str:
 
 def results_block(report: dict, history: list[dict]) -> str:
     steps, dt_ms = _window(report)
-    mean = report["per crop, mean"]
-    rows = [("accuracy, 10-crop vote (paper's protocol)", _count(report, "10-crop vote (paper)")),
-            ("accuracy, single centre crop", _count(report, "single crop (centre)")),
+    mean = report["per_crop_mean"]
+    rows = [("accuracy, 10-crop vote (paper's protocol)", _count(report, "vote")),
+            ("accuracy, single centre crop", _count(report, "single")),
             ("NASAR (spikes / neurons / T)", f"{mean['nasar']:.5f}"),
             ("spikes per inference", f"{mean['spikes']:,.0f}"),
-            ("SOPs / MACs per inference", f"{mean['sops']:,.0f} / {mean['macs'] + mean['attention_macs']:,.0f}"),
+            ("SOPs / MACs per inference", f"{mean['sops']:,.0f} / {mean['macs'] + mean['attention_macs']:,.0f}"),  # MACs with attention
             (f"energy per inference ({mean['energy_preset']})", f"{mean['energy_uj']:.1f} µJ"),
-            ("an ANN of the same shape, frame by frame", f"{mean['ann_frame_by_frame_energy_uj']:,.0f} µJ")]
+            ("an ANN of the same shape, frame by frame", f"{mean['ann_energy_uj']:,.0f} µJ")]
     if mean.get("ree_vs_vanilla"):
         rows.append(("rEE against the vanilla model", f"{mean['ree_vs_vanilla']:.2f}"))
     rows.append(("latency per window (CPU)", f"{report['latency_ms_per_window']:.1f} ms"))
-    names = report["class_names"] or [str(c) for c in range(len(report["per_class_accuracy (voted class)"]))]
-    per_class = ", ".join(f"{name} {100 * acc:.0f} %" for name, acc in zip(names, report["per_class_accuracy (voted class)"])
+    names = report["class_names"] or [str(c) for c in range(len(report["per_class_accuracy"]))]
+    per_class = ", ".join(f"{name} {100 * acc:.0f} %" for name, acc in zip(names, report["per_class_accuracy"])
                           if acc is not None)
     tested = [row["test_acc"] for row in history if row.get("test_acc") is not None]
     paper = (f"The paper's other figure, the best test accuracy over all epochs (random crop, the test split choosing "
@@ -139,11 +141,11 @@ def comparison_block(report: dict, other: dict) -> str:
         raise ValueError(f"{report['checkpoint']} and {other['checkpoint']}: a comparison needs one vanilla model "
                          "and one with attention")
     attn, base = (other, report) if vanilla(report) else (report, other)
-    a, b = attn["per crop, mean"], base["per crop, mean"]
+    a, b = attn["per_crop_mean"], base["per_crop_mean"]
     name, base_name = (Path(r["checkpoint"]).stem for r in (attn, base))
     ree = f" (rEE {a['ree_vs_vanilla']:.2f}, from `masnn evaluate --vanilla`)" if a.get("ree_vs_vanilla") else ""
-    rows = [("accuracy, 10-crop vote", _count(attn, "10-crop vote (paper)"), _count(base, "10-crop vote (paper)")),
-            ("accuracy, single centre crop", _count(attn, "single crop (centre)"), _count(base, "single crop (centre)")),
+    rows = [("accuracy, 10-crop vote", _count(attn, "vote"), _count(base, "vote")),
+            ("accuracy, single centre crop", _count(attn, "single"), _count(base, "single")),
             ("NASAR", f"{a['nasar']:.5f}", f"{b['nasar']:.5f} ({name}: {100 * (1 - a['nasar'] / b['nasar']):.1f} % lower)"),
             ("spikes per inference", f"{a['spikes']:,.0f}", f"{b['spikes']:,.0f}"),
             ("energy per inference", f"{a['energy_uj']:.1f} µJ", f"{b['energy_uj']:.1f} µJ{ree}")]

@@ -1,5 +1,9 @@
 """Training configuration: one dataclass, presets (the paper's and CPU-sized ones), TOML files and overrides,
-merged in that order by ``load_config``."""
+merged in that order by ``load_config``.
+
+Frame durations are integer microseconds, as in event timestamps: a file's ``[framing]`` table says
+``dt_us = 15000`` (and ``denoise_us``). The older spelling in milliseconds, ``dt_ms = 15.0`` (``denoise_ms``), is still
+read and converted by ``masnn.checkpoint.framing_table``, the one reader of old checkpoints too."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
+from masnn.checkpoint import framing_table
 
 
 @dataclass
@@ -18,7 +23,7 @@ class TrainConfig:
     T: int = 60
     num_classes: int = 11
     model_kwargs: dict = field(default_factory=dict)  # e.g. input_size, r_t, lif
-    framing: dict = field(default_factory=dict)  # read by the dataset side (dt_ms, size, crops); stored in checkpoints
+    framing: dict = field(default_factory=dict)  # dt_us, size, mode, denoise_us: how the data is framed; checkpoints keep it
     class_names: list = field(default_factory=list)  # label i's name, for reports (set from the dataset by the CLI)
     # optimisation
     epochs: int = 300
@@ -49,6 +54,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {valid}, got {getattr(self, name)!r}")
         if self.batch_size < 1 or self.epochs < 0:
             raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {self.batch_size} and {self.epochs}")
+        self.framing = framing_table(self.framing)
 
     def model_args(self) -> dict:
         """The arguments that rebuild the model: {"name": ..., **kwargs} (what checkpoints store)."""
@@ -58,21 +64,21 @@ class TrainConfig:
 
 _PAPER = {"model": "ma-snn-3layer", "attention": "TCS", "placement": "paper", "T": 60, "epochs": 300,
           "batch_size": 128, "lr": 1e-4, "optimizer": "adam", "loss": "mse", "scheduler": "plateau",
-          "framing": {"dt_ms": 15.0, "size": 32}}
+          "framing": {"dt_us": 15_000, "size": 32}}
 TRAIN_PRESETS: dict[str, dict] = {
     "gesture-paper": {**_PAPER, "num_classes": 11},
     "gait-paper": {**_PAPER, "num_classes": 20},  # DVS128-Gait-Day: 20 subjects
     # The same 0.9 s window in 20 frames. Cosine decay: in a 20-epoch budget the paper's plateau schedule never
     # fired (the training loss kept falling), which left the learning rate at 1e-3 to the end.
     "gesture-cpu-small": {**_PAPER, "num_classes": 11, "T": 20, "batch_size": 16, "epochs": 5, "lr": 1e-3,
-                          "scheduler": "cosine", "framing": {"dt_ms": 45.0, "size": 32}},
+                          "scheduler": "cosine", "framing": {"dt_us": 45_000, "size": 32}},
 }
 # Gait on the CPU: 20 frames of 100 ms, so a window spans about two gait cycles (the paper's 5-layer gait
 # setting spans a whole walk, 20 x 220 ms). Cross-entropy for 20 identities: with the paper's MSE the
 # all-silent output (loss 1/20) is a trap that a short CPU budget did not leave. The plateau schedule is the one
 # the shipped gait models were trained with.
 TRAIN_PRESETS["gait-cpu-small"] = {**TRAIN_PRESETS["gesture-cpu-small"], "num_classes": 20, "loss": "ce", "scheduler": "plateau",
-                             "framing": {"dt_ms": 100.0, "size": 32}}
+                             "framing": {"dt_us": 100_000, "size": 32}}
 
 
 def _apply(values: dict, updates: dict, source: str) -> dict:
@@ -81,6 +87,8 @@ def _apply(values: dict, updates: dict, source: str) -> dict:
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown} in {source}; valid keys: {sorted(valid)}")
     out = dict(values)
+    if isinstance(updates.get("framing"), dict):  # the older spelling in ms is converted before tables merge
+        updates = {**updates, "framing": framing_table(updates["framing"])}
     for key, value in updates.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}  # tables (framing, model_kwargs) merge key by key

@@ -1,14 +1,17 @@
 """`masnn evaluate`: a checkpoint on a dataset split, under both protocols, with spikes and energy.
 
-Protocols (named in every report):
-- "10-crop vote (paper)": each sample gives ``n_crops`` windows of T x dt spread evenly over it; a sample
-  counts as right when more than half of its crops are right (the authors' protocol);
-- "single crop": the centre crop alone.
-The voted class of a sample (the most frequent crop prediction) feeds per-class accuracy and the confusion
-matrix. Spikes, NASAR, SOPs and energy come from ``models.accounting`` per crop, averaged over crops and
-samples; rEE needs a vanilla checkpoint run on the same windows. The NeuroBench-named figures are given
-under their names so that numbers compare across papers. Under torchrun the samples are sharded over the
-processes (gloo) and gathered on rank 0, whose report equals a one-process run's.
+Protocols (the keys of the report's ``accuracy``):
+- ``vote``, the paper's 10-crop vote: each sample gives ``n_crops`` windows of T x dt spread evenly over it; a
+  sample counts as right when more than half of its crops are right (the authors' protocol);
+- ``single``: the centre crop alone.
+The voted class of a sample (the most frequent crop prediction) feeds ``per_class_accuracy`` and ``confusion``
+(rows: true class, columns: voted class). Spikes, NASAR, SOPs, MACs and energy come from ``models.accounting``
+per crop, averaged over crops and samples (``per_crop_mean``; ``macs`` without attention, ``attention_macs``
+apart, ``ann_energy_uj`` that of an ANN of the same shape run frame by frame); rEE needs a vanilla checkpoint
+run on the same windows. The NeuroBench-named figures are given under their names so that numbers compare
+across papers. Report keys are identifiers; the words people read are in the tables that print them
+(``masnn.report``, the model card). Under torchrun the samples are sharded over the processes (gloo) and
+gathered on rank 0, whose report equals a one-process run's.
 """
 from __future__ import annotations
 
@@ -99,14 +102,14 @@ def _report(checkpoint_path, checkpoint, model, framing, n_crops, scored, second
         "checkpoint": str(checkpoint_path), "model": checkpoint["model_args"], "framing": framing.to_dict(),
         "class_names": checkpoint.get("config", {}).get("class_names") or None,
         "samples": n, "crops": n_crops,
-        "accuracy": {"10-crop vote (paper)": float(np.mean(vote_right)),
-                     "single crop (centre)": float(np.mean([s["single"] == s["label"] for s in per_sample]))},
-        "per_class_accuracy (voted class)": [float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None for c in range(classes)],
-        "confusion (rows: true, columns: voted)": confusion.tolist(),
-        "per crop, mean": {"spikes": mean["spikes"], "nasar": mean["nasar"], "sops": mean["sops"], "macs": mean["macs"],
-                           "attention_macs": mean["attention_macs"], "energy_uj": mean["energy_pj"] / 1e6,
-                           "ann_frame_by_frame_energy_uj": mean["ann_frame_by_frame_energy_pj"] / 1e6,
-                           "ree_vs_vanilla": mean["ree"] if with_vanilla else None, "energy_preset": preset},
+        "accuracy": {"vote": float(np.mean(vote_right)),
+                     "single": float(np.mean([s["single"] == s["label"] for s in per_sample]))},
+        "per_class_accuracy": [float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None for c in range(classes)],
+        "confusion": confusion.tolist(),
+        "per_crop_mean": {"spikes": mean["spikes"], "nasar": mean["nasar"], "sops": mean["sops"], "macs": mean["macs"],
+                          "attention_macs": mean["attention_macs"], "energy_uj": mean["energy_pj"] / 1e6,
+                          "ann_energy_uj": mean["ann_frame_by_frame_energy_pj"] / 1e6,
+                          "ree_vs_vanilla": mean["ree"] if with_vanilla else None, "energy_preset": preset},
         "latency_ms_per_window": 1e3 * seconds / (n * n_crops),
         "neurobench": {"activation_sparsity": 1 - mean["nasar"], "synaptic_operations": {"effective_macs": mean["macs"] + mean["attention_macs"], "effective_acs": mean["sops"]},
                        "parameter_count": parameters, "footprint_bytes": footprint_bytes(model), "neurons": scored[0][3]},

@@ -48,10 +48,8 @@ from masnn.datasets.synth.motions import (
     walk_speed,
 )
 
-GENERATOR_VERSION = "2"  # 2: gait walkers at a fixed camera distance, with stature; gesture output as in 1
 SENSORS = {"dvs128": (128, 128), "davis346": (346, 260), "dvxplorer": (640, 480), "dvxplorer-lite": (320, 240)}
 SENSOR_CAMERAS = {"dvs128": "DVS128", "davis346": "DAVIS346", "dvxplorer": "DVXplorer", "dvxplorer-lite": "DVXplorer_Lite"}
-LIGHTINGS = ("fluorescent", "fluorescent_led", "lab", "led", "natural")
 
 
 @dataclass(frozen=True)
@@ -69,19 +67,25 @@ class Lighting:
         return self.level * (1 + flicker + self.drift * np.sin(2 * np.pi * 0.07 * t + phase))
 
 
+# name -> uniform ranges of (level, mains flicker depth, slow drift); None: none of it. LEDs flicker (PWM) far above
+# the photoreceptor's bandwidth, so not as the camera sees them; daylight through windows drifts with the clouds.
+_LIGHTING_RANGES = {
+    "fluorescent": ((0.4, 0.8), (0.03, 0.08), None),
+    "fluorescent_led": ((0.5, 0.9), (0.01, 0.04), None),
+    "lab": ((0.5, 1.0), (0.005, 0.02), None),
+    "led": ((0.3, 0.7), None, None),
+    "natural": ((0.5, 1.1), None, (0.0, 0.05)),
+}
+LIGHTINGS = tuple(_LIGHTING_RANGES)  # the order is part of every seed: recordings draw lightings by index
+
+
 def random_lighting(name: str, rng: np.random.Generator) -> Lighting:
-    mains = float(rng.choice([100.0, 120.0]))
-    if name == "fluorescent":
-        return Lighting(name, rng.uniform(0.4, 0.8), mains, rng.uniform(0.03, 0.08))
-    if name == "fluorescent_led":
-        return Lighting(name, rng.uniform(0.5, 0.9), mains, rng.uniform(0.01, 0.04))
-    if name == "lab":
-        return Lighting(name, rng.uniform(0.5, 1.0), mains, rng.uniform(0.005, 0.02))
-    if name == "led":
-        return Lighting(name, rng.uniform(0.3, 0.7))  # PWM far above the photoreceptor's bandwidth
-    if name == "natural":
-        return Lighting(name, rng.uniform(0.5, 1.1), drift=rng.uniform(0.0, 0.05))  # daylight through windows
-    raise ValueError(f"unknown lighting {name!r}; known: {', '.join(LIGHTINGS)}")
+    if name not in _LIGHTING_RANGES:
+        raise ValueError(f"unknown lighting {name!r}; known: {', '.join(LIGHTINGS)}")
+    level, depth, drift = _LIGHTING_RANGES[name]
+    mains = float(rng.choice([100.0, 120.0]))  # drawn for every light: skipping it would change every seed's output
+    return Lighting(name, rng.uniform(*level), flicker_hz=mains if depth else 0.0,
+                    flicker_depth=rng.uniform(*depth) if depth else 0.0, drift=rng.uniform(*drift) if drift else 0.0)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ Counts saturate at the output type's maximum (int16 by default) instead of wrapp
 them lower (``clip=1`` binarises).
 
 The accumulation is compiled: per cache-sized block of time-sorted events, one pass computes pixel
-indices (checking order and bounds), a second counts them into the frames; ``iter_time_frames`` does the
-same over a stream of chunks with memory bounded by one block of frames, whatever the recording's length.
+indices (checking order and bounds), a second counts them into the frames. ``stream.StreamFramer`` (under
+``iter_time_frames``) drives the same kernels over a stream of chunks, with memory bounded by one block of
+frames whatever the recording's length.
 Frames are allocated uncleared and each is cleared when the count pass first reaches it, so that it is in
 cache for its increments: with many sparse frames (a long recording framed whole) that halves the count pass.
 """
@@ -121,7 +122,8 @@ class UnsortedEvents(ValueError):
     pass
 
 
-def _count_cap(dtype, clip: int | None) -> int:
+def count_cap(dtype, clip: int | None) -> int:
+    """The count at which a pixel saturates: ``clip`` if given, never beyond what ``dtype`` holds."""
     limit = np.iinfo(dtype).max
     return limit if clip is None else min(int(clip), limit)
 
@@ -152,7 +154,7 @@ def _add_events_kernel(events, begin, edges, sensor_width, sensor_height, pixel_
     return DONE, hi, cleared
 
 
-def _add_events(events, begin, edges, spatial, cap, out, cleared) -> tuple[int, int]:
+def count_into_frames(events, begin, edges, spatial, cap, out, cleared) -> tuple[int, int]:
     """Adds events[begin:] falling within edges to ``out``, through ``spatial`` (a SpatialMap, or None where
     the events' pixels are the frames'); frames from ``cleared`` on are not yet cleared. Raises on unsorted
     events or pixels outside the sensor; returns the index of the first event at or after edges[-1] and the
@@ -178,7 +180,7 @@ def accumulate_frames(events, edges, sensor_size, clip=None, dtype=COUNT_DTYPE) 
     frames = uncleared_frames((len(edges) - 1, 2, height, width), dtype)
     cleared = 0
     if len(events) and len(frames):
-        stop, cleared = _add_events(events, 0, edges, None, _count_cap(dtype, clip), frames, cleared)
+        stop, cleared = count_into_frames(events, 0, edges, None, count_cap(dtype, clip), frames, cleared)
         if _first_unsorted(events, stop) >= 0:
             raise UnsortedEvents("events are not in time order")
     frames[cleared:] = 0
@@ -242,7 +244,7 @@ def frames_by_event_count(events, sensor_size, event_count, include_incomplete=F
     ticks["t"] = np.arange(n)
     if n_frames:
         edges = np.arange(n_frames + 1, dtype=np.int64) * event_count
-        _, cleared = _add_events(ticks, 0, edges, None, _count_cap(dtype, clip), frames, cleared)
+        _, cleared = count_into_frames(ticks, 0, edges, None, count_cap(dtype, clip), frames, cleared)
     frames[cleared:] = 0
     return frames
 
@@ -304,73 +306,8 @@ def iter_time_frames(
     ``spatial`` (a SpatialMap from ``sensor_size``) maps pixels inside the same pass; the frames then
     have the map's output size.
     """
-    frame_size = spatial.size if spatial is not None else sensor_size
-    blocks = None
-    last_t = None
-    for chunk in chunks:
-        if len(chunk) == 0:
-            continue
-        if last_t is not None and chunk["t"][0] < last_t:
-            raise UnsortedEvents("events are not in time order (across chunks)")
-        last_t = int(chunk["t"][-1])
-        if blocks is None:
-            start = int(chunk["t"][0]) if start is None else start
-            blocks = _FrameBlocks(frame_size, spatial, start, time_window, block_frames, _count_cap(dtype, clip), dtype)
-        if end is not None:
-            chunk = chunk[: first_index_at_or_after(chunk, end)]
-        yield from blocks.add(chunk[first_index_at_or_after(chunk, start) :])
-    if end is not None and start is not None:
-        blocks = blocks or _FrameBlocks(frame_size, spatial, start, time_window, block_frames, 0, dtype)
-        yield from blocks.finish((end - 1 - start) // time_window)
-    elif blocks is not None and blocks.last_frame >= 0:
-        yield from blocks.finish(blocks.last_frame)
+    # imported here: the stream module builds on this one's kernels
+    from masnn.datasets.transforms.stream import StreamFramer
 
-
-class _FrameBlocks:
-    """The block of frames being filled by ``iter_time_frames``; frames before ``block_start`` are out."""
-
-    def __init__(self, frame_size, spatial, start, time_window, block_frames, cap, dtype):
-        self.width, self.height = frame_size
-        self.spatial = spatial
-        self.start, self.time_window, self.block_frames = start, time_window, block_frames
-        self.cap, self.dtype = cap, dtype
-        self.block_start = 0
-        self.block = None
-        self.cleared = 0  # leading frames of the block that hold counts; the rest is uninitialised memory
-        self.last_frame = -1
-
-    def _empty(self, n):
-        return np.zeros((n, 2, self.height, self.width), dtype=self.dtype)
-
-    def _completed_block(self):
-        if self.block is None:
-            return self._empty(self.block_frames)
-        self.block[self.cleared :] = 0
-        return self.block
-
-    def _advance_to(self, frame):
-        while frame >= self.block_start + self.block_frames:
-            yield self._completed_block()
-            self.block = None
-            self.block_start += self.block_frames
-
-    def add(self, chunk):
-        """Adds time-sorted events (all at or after ``start``); yields the blocks they complete."""
-        begin = 0
-        while begin < len(chunk):
-            yield from self._advance_to((int(chunk["t"][begin]) - self.start) // self.time_window)
-            if self.block is None:
-                self.block = uncleared_frames((self.block_frames, 2, self.height, self.width), self.dtype)
-                self.cleared = 0
-            frames = np.arange(self.block_start, self.block_start + self.block_frames + 1, dtype=np.int64)
-            edges = self.start + frames * self.time_window
-            stop, self.cleared = _add_events(chunk, begin, edges, self.spatial, self.cap, self.block, self.cleared)
-            self.last_frame = (int(chunk["t"][stop - 1]) - self.start) // self.time_window
-            begin = stop
-
-    def finish(self, final_frame):
-        """Yields the frames still held, and empty ones, up to ``final_frame`` inclusive."""
-        yield from self._advance_to(final_frame)
-        n = final_frame - self.block_start + 1
-        if n > 0:
-            yield self._completed_block()[:n]
+    framer = StreamFramer(sensor_size, time_window, start, end, spatial=spatial, block_frames=block_frames, clip=clip, dtype=dtype)
+    return framer.iter_blocks(chunks)

@@ -12,12 +12,8 @@ from typing import Iterator
 import numpy as np
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import Recording, first_event_time
-from masnn.datasets.transforms.denoise import (
-    filter_background_activity,
-    new_filter_state,
-)
-from masnn.datasets.transforms.framing import iter_time_frames
 from masnn.datasets.transforms.spatial import SpatialMap
+from masnn.datasets.transforms.stream import StreamFramer
 
 
 @dataclass(frozen=True)
@@ -40,23 +36,16 @@ class FramingConfig:
         return sensor_size if self.size is None else (self.size, self.size)
 
 
-def denoised_chunks(recording: Recording, config: FramingConfig, start: int | None = None, end: int | None = None) -> Iterator[np.ndarray]:
-    """The recording's events between start and end, through the background-activity filter if asked."""
-    state = new_filter_state(recording.info.sensor_size) if config.denoise_us else None
-    for chunk in recording.chunks(start, end):
-        yield chunk if state is None else filter_background_activity(chunk, state, config.denoise_us)
-
-
 def iter_recording_frames(recording: Recording, config: FramingConfig, start: int | None = None, end: int | None = None) -> Iterator[np.ndarray]:
-    """Blocks of model-input frames; the spatial mapping runs inside the framing pass.
+    """Blocks of model-input frames from ``start`` (default: the first event kept) to ``end`` (default: the
+    last); ``config.n_frames`` does not bound them. See ``StreamFramer``.
 
     With denoising, reading starts one filter time before ``start`` so that the first events of the
     window can be supported by the ones just before it, as they would be inside a longer window.
     """
+    framer = StreamFramer.from_config(config, recording.info.sensor_size, start, end)
     warm_up_start = start - config.denoise_us if config.denoise_us and start is not None else start
-    chunks = denoised_chunks(recording, config, warm_up_start, end)
-    spatial = config.spatial_map(recording.info.sensor_size)
-    return iter_time_frames(chunks, recording.info.sensor_size, config.dt_us, start, end, spatial=spatial)
+    return framer.iter_blocks(recording.chunks(warm_up_start, end))
 
 
 def frame_recording(path: str | Path, config: FramingConfig = FramingConfig(), start_us: int | None = None) -> np.ndarray:

@@ -83,17 +83,30 @@ class _Step:
             h.add_(s, alpha=p.v_reset)  # + v_reset S
 
 
+def _rectangular_into(v: torch.Tensor, p: "LIFParams", out: torch.Tensor) -> None:
+    """1/width inside |v| < width/2."""
+    torch.abs(v, out=out)
+    torch.lt(out, p.width / 2, out=out)
+    out.div_(p.width)
+
+
+def _sigmoid_into(v: torch.Tensor, p: "LIFParams", out: torch.Tensor) -> None:
+    """k sig (1 - sig)."""
+    torch.mul(v, p.slope, out=out).sigmoid_()
+    out.addcmul_(out, out, value=-1).mul_(p.slope)
+
+
+def _atan_into(v: torch.Tensor, p: "LIFParams", out: torch.Tensor) -> None:
+    """(k/2) / (1 + (π/2 k v)^2)."""
+    torch.mul(v, torch.pi / 2 * p.slope, out=out).square_().add_(1).reciprocal_().mul_(p.slope / 2)
+
+
+_SURROGATES_INTO = {"rectangular": _rectangular_into, "sigmoid": _sigmoid_into, "atan": _atan_into}
+
+
 def _surrogate_into(v: torch.Tensor, p: "LIFParams", out: torch.Tensor) -> None:
-    """out <- σ'(v) with v = U - θ (v is left as it is)."""
-    if p.surrogate == "rectangular":  # 1/width inside |v| < width/2
-        torch.abs(v, out=out)
-        torch.lt(out, p.width / 2, out=out)
-        out.div_(p.width)
-    elif p.surrogate == "sigmoid":  # k sig (1 - sig)
-        torch.mul(v, p.slope, out=out).sigmoid_()
-        out.addcmul_(out, out, value=-1).mul_(p.slope)
-    else:  # atan: (k/2) / (1 + (π/2 k v)^2)
-        torch.mul(v, torch.pi / 2 * p.slope, out=out).square_().add_(1).reciprocal_().mul_(p.slope / 2)
+    """out <- σ'(v) with v = U - θ (v is left as it is): the reference's surrogate, computed in place."""
+    _SURROGATES_INTO[p.surrogate](v, p, out)
 
 
 class LIFFusedFunction(torch.autograd.Function):

@@ -22,8 +22,30 @@ from dataclasses import dataclass
 
 import torch
 
-RESETS = ("hard", "soft", "threshold")
-SURROGATES = ("rectangular", "sigmoid", "atan")
+# H[t] from U[t] and S[t] (S already detached when detach_reset)
+_RESET_RULES = {
+    "hard": lambda u, s, p: p.v_reset * s + p.decay * u * (1 - s),
+    "soft": lambda u, s, p: p.decay * (u - p.threshold * s),
+    "threshold": lambda u, s, p: p.decay * (u * (1 - s) + p.threshold * s),
+}
+RESETS = tuple(_RESET_RULES)  # this order numbers the resets in the compiled and Triton kernels
+
+
+def _rectangular(v: torch.Tensor, p: LIFParams) -> torch.Tensor:
+    return (v.abs() < p.width / 2).to(v.dtype) / p.width
+
+
+def _sigmoid(v: torch.Tensor, p: LIFParams) -> torch.Tensor:
+    sig = torch.sigmoid(p.slope * v)
+    return p.slope * sig * (1 - sig)
+
+
+def _atan(v: torch.Tensor, p: LIFParams) -> torch.Tensor:
+    return (p.slope / 2) / (1 + (math.pi / 2 * p.slope * v) ** 2)
+
+
+_SURROGATE_GRADIENTS = {"rectangular": _rectangular, "sigmoid": _sigmoid, "atan": _atan}
+SURROGATES = tuple(_SURROGATE_GRADIENTS)
 
 
 @dataclass(frozen=True)
@@ -47,19 +69,10 @@ class LIFParams:
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"decay must lie in [0, 1], got {self.decay}")
 
-    @staticmethod
-    def from_tau(tau: float, dt: float = 1.0, **kwargs) -> "LIFParams":
-        return LIFParams(decay=math.exp(-dt / tau), **kwargs)
-
 
 def surrogate_gradient(v: torch.Tensor, p: LIFParams) -> torch.Tensor:
     """dS/dU at distance v = U - threshold from the threshold."""
-    if p.surrogate == "rectangular":
-        return (v.abs() < p.width / 2).to(v.dtype) / p.width
-    if p.surrogate == "sigmoid":
-        sig = torch.sigmoid(p.slope * v)
-        return p.slope * sig * (1 - sig)
-    return (p.slope / 2) / (1 + (math.pi / 2 * p.slope * v) ** 2)
+    return _SURROGATE_GRADIENTS[p.surrogate](v, p)
 
 
 class _Heaviside(torch.autograd.Function):
@@ -84,12 +97,7 @@ def fire(v: torch.Tensor, p: LIFParams) -> torch.Tensor:
 
 def reset(u: torch.Tensor, s: torch.Tensor, p: LIFParams) -> torch.Tensor:
     """The state carried to the next step, H[t], from U[t] and S[t]."""
-    s_reset = s.detach() if p.detach_reset else s
-    if p.reset == "hard":
-        return p.v_reset * s_reset + p.decay * u * (1 - s_reset)
-    if p.reset == "soft":
-        return p.decay * (u - p.threshold * s_reset)
-    return p.decay * (u * (1 - s_reset) + p.threshold * s_reset)
+    return _RESET_RULES[p.reset](u, s.detach() if p.detach_reset else s, p)
 
 
 def lif_step(x: torch.Tensor, h: torch.Tensor | None, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,0 +1,80 @@
+"""`masnn bench`: the speed and memory targets."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from masnn.cli.console import console
+from rich.table import Table
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (speed and memory targets).")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    events: int = typer.Option(4_000_000, help="Events in the framing benchmark."),
+    big_mb: int = typer.Option(1024, help="Size of the recording framed for the memory benchmark (MB)."),
+    workdir: Optional[Path] = typer.Option(None, help="Where to write the benchmark's files (default: a temp folder)."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Framing vs tonic, AEDAT 3.1 read rate, AEDAT4 -> frames vs dv-processing, peak memory."""
+    from masnn.bench.ingest import run_ingest_benchmarks
+
+    results = run_ingest_benchmarks(events, big_mb, workdir, console if not as_json else None)
+    if as_json:
+        print(json.dumps(results, indent=2))
+
+
+
+@bench_app.command("model")
+def bench_model(
+    neurons: int = typer.Option(1_000_000, help="LIF neurons in the layer."),
+    steps: int = typer.Option(60, help="Time steps T."),
+    surrogate: str = typer.Option("sigmoid", help="Surrogate gradient (sigmoid is the one SpikingJelly shares)."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """LIF forward + backward on the CPU (reference loop vs fused path, vs SpikingJelly if installed), then
+    3-layer MA-SNN inference of one 0.9 s window."""
+    from masnn.bench.model import (
+        lif_benchmark_rows,
+        run_inference_benchmark,
+        run_lif_benchmark,
+    )
+
+    result = run_lif_benchmark(neurons, steps, surrogate=surrogate)
+    inference = run_inference_benchmark()
+    if as_json:
+        print(json.dumps(dict(lif=result, inference=inference), indent=2))
+        return
+    for label, row in inference["variants"].items():
+        agreed = f", same prediction {100 * row['same_prediction']:.0f}% of {row['samples']}" if "samples" in row else ""
+        console.print(f"3-layer TCSA inference, T=60, batch 1, {label}: {row['ms']:.0f} ms (target {inference['target_ms']:.0f}){agreed}")
+    rows = lif_benchmark_rows(result)
+    table = Table(title=f"LIF forward+backward, T={steps}, {neurons:,} neurons")
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
+
+
+@bench_app.command("live")
+def bench_live(
+    rate: float = typer.Option(12e6, help="Input events/s (12 M is the DAVIS346's maximum)."),
+    seconds: float = typer.Option(15.0, help="Stream seconds to feed."),
+    weights: Optional[str] = typer.Option(None, help="Model (default: the shipped one, else an untrained one)."),
+    stride: float = typer.Option(100.0, help="Milliseconds between predictions."),
+    device: str = typer.Option("cpu"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """The live pipeline fed from memory at a DAVIS346's top rate: sustained events/s, latency, drops, memory."""
+    from masnn.bench.live import benchmark_table, run_live_benchmark
+
+    result = run_live_benchmark(rate, seconds, weights, device, stride)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        console.print(benchmark_table(result))
+

@@ -1,0 +1,4 @@
+"""The rich console every command prints its tables and results to."""
+from rich.console import Console
+
+console = Console()

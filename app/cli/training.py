@@ -1,0 +1,175 @@
+"""`masnn train, export, card, evaluate, ablate`: the datasets of masnn.datasets.loaders.table in, checkpoints,
+reports and model cards out."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from masnn.cli.console import console
+from masnn.datasets.loaders.table import DATASETS, find_dataset
+from rich.table import Table
+
+*_others, _last = DATASETS
+DATASET_HELP = f"{', '.join(_others)} or {_last}."
+
+commands = typer.Typer()
+
+
+@commands.command("train")
+def train_command(
+    data: Path = typer.Option(..., help="Dataset folder (DVS128 Gesture original or tonic layout, or DVS128 Gait)."),
+    dataset: str = typer.Option("gesture", help=DATASET_HELP),
+    config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it."),
+    preset: Optional[str] = typer.Option(None, help="gesture-paper, gait-paper, gesture-cpu-small or gait-cpu-small."),
+    out: Optional[str] = typer.Option(None, help="Run folder (checkpoints, metrics)."),
+    epochs: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None),
+    attention: Optional[str] = typer.Option(None, help="none, T, C, S, TC, TS, CS, TCS."),
+    loss: Optional[str] = typer.Option(None, help="mse (the paper's) or ce."),
+    scheduler: Optional[str] = typer.Option(None, help="plateau (the paper's), cosine or none."),
+    seed: Optional[int] = typer.Option(None),
+    cache: Optional[Path] = typer.Option(None, help="Frame cache folder (default: DATA/.masnn-cache)."),
+    resume: bool = typer.Option(False, help="Continue from OUT/last.pt."),
+    paper_test_selection: bool = typer.Option(False, help="Also score the test split every epoch and keep the best "
+                                              "epoch on it (best_test.pt): the paper's optimistic selection, for comparison."),
+):
+    """Train an MA-SNN. The honest protocol: validation comes from the training users (gesture) or training
+    walks (gait) and selects the best epoch (best.pt); the test split is not touched here (see masnn evaluate)
+    unless --paper-test-selection asks for the paper's figure, which is labelled as such."""
+    from masnn.checkpoint import framing_config
+    from masnn.datasets.loaders.cache import FrameDataset
+    from masnn.training.config import load_config
+    from masnn.training.loop import PAPER_BEST_TEST, PAPER_SELECTION, train
+
+    overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, loss=loss,
+                     scheduler=scheduler, seed=seed)
+    cfg = load_config(config, overrides, preset)
+    framing = framing_config(cfg.framing, cfg.T)
+    spec = find_dataset(dataset)
+    train_samples, val_samples = spec.validation_split(spec.samples(data, "train"))
+    if not cfg.class_names:
+        cfg.class_names = spec.class_names(data)
+    frame_cache = _frame_cache(cache, data)
+    train_set = FrameDataset(train_samples, framing, "random-crop", seed=cfg.seed, cache=frame_cache)
+    val_set = FrameDataset(val_samples, framing, "random-crop", seed=cfg.seed + 1, cache=frame_cache) if val_samples else None
+    paper_test_set = None
+    if paper_test_selection:
+        paper_test_set = FrameDataset(spec.samples(data, "test"), framing, "random-crop", seed=cfg.seed + 2, cache=frame_cache)
+    console.print(f"{len(train_samples)} training and {len(val_samples)} validation samples; {framing}")
+    result = train(cfg, train_set, val_set, progress=True, resume=resume, paper_test_set=paper_test_set)
+    console.print(f"best validation accuracy: {result['best']} (best.pt); checkpoints and metrics in {cfg.out_dir}")
+    if paper_test_set is not None:
+        console.print(f"{PAPER_SELECTION}: {result[PAPER_BEST_TEST]:.4f} (best_test.pt)")
+
+
+@commands.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by masnn train (best.pt)."),
+    out: Path = typer.Argument(..., help="The slim checkpoint to write (e.g. weights/NAME.pt)."),
+    half: bool = typer.Option(True, help="Store weights as float16 (half the size; they load back as float32)."),
+):
+    """A checkpoint for shipping: model, arguments, config and history; no optimizer or RNG state."""
+    from masnn.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+
+    save_checkpoint(slim_checkpoint(load_checkpoint(checkpoint), half), out)
+    console.print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
+
+
+@commands.command("card")
+def card_command(
+    weights: Path = typer.Argument(..., help="An exported model (masnn export); its card is the .md beside it."),
+    report: Path = typer.Option(..., help="Its `masnn evaluate --report` JSON."),
+    metrics: Optional[Path] = typer.Option(None, help="The run's metrics.json: the training curve of every epoch "
+                                                      "(the checkpoint holds those up to the one it kept)."),
+    compare: Optional[Path] = typer.Option(None, help="The report of its counterpart (the vanilla model, or the attention "
+                                                      "model for a vanilla card): adds the comparison table."),
+):
+    """Write the figures of a model card (model, training curve, test results, comparison with vanilla) from the
+    checkpoint and its evaluation reports; the card's prose is kept, a missing card is started from a skeleton."""
+    from masnn.training.card import card_blocks, update_card
+
+    blocks = card_blocks(weights, report, metrics, compare)
+    card = weights.with_suffix(".md")
+    update_card(card, blocks)
+    console.print(f"{card}: {', '.join(blocks)} written")
+
+
+@commands.command("evaluate")
+def evaluate_command(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by masnn train (best.pt)."),
+    data: Path = typer.Option(..., help="Dataset folder."),
+    dataset: str = typer.Option("gesture", help=DATASET_HELP),
+    split: str = typer.Option("test"),
+    crops: int = typer.Option(10, help="Crops per sample for the paper's vote."),
+    vanilla: Optional[Path] = typer.Option(None, help="A vanilla checkpoint: adds rEE."),
+    report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
+    confusion: Optional[Path] = typer.Option(None, help="Write the confusion matrix as a PNG here."),
+    cache: Optional[Path] = typer.Option(None, help="Frame cache folder (default: DATA/.masnn-cache)."),
+):
+    """Accuracy (10-crop vote and single crop), per-class accuracy, confusion matrix, spikes, energy.
+    Large sets: `torchrun --nproc-per-node N -m masnn evaluate ...` shards the samples over N processes."""
+    from masnn.report import PER_CROP_LABELS, PROTOCOL_LABELS
+    from masnn.training.evaluate import evaluate, write_confusion_png, write_report
+
+    samples = find_dataset(dataset).samples(data, split)
+    result = evaluate(checkpoint, samples, crops, _frame_cache(cache, data), vanilla_path=vanilla)
+    if result is None:  # a torchrun rank other than 0: its share went to rank 0
+        return
+    if report:
+        write_report(result, report)
+    if confusion:
+        write_confusion_png(result["confusion"], confusion)
+    table = Table(title=f"{checkpoint} on {dataset} {split}: {result['samples']} samples", show_header=False)
+    for protocol, value in result["accuracy"].items():
+        table.add_row(f"accuracy, {PROTOCOL_LABELS[protocol]}", f"{100 * value:.2f} %")
+    for key, value in result["per_crop_mean"].items():
+        if value is not None:
+            table.add_row(PER_CROP_LABELS[key], f"{value:,.4g}" if isinstance(value, float) else str(value))
+    table.add_row("latency per window", f"{result['latency_ms_per_window']:.1f} ms")
+    console.print(table)
+
+
+@commands.command("ablate")
+def ablate_command(
+    data: Path = typer.Option(..., help="Dataset folder."),
+    dataset: str = typer.Option("gesture", help=DATASET_HELP),
+    config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it."),
+    preset: Optional[str] = typer.Option("gesture-cpu-small"),
+    out: str = typer.Option("runs/ablate", help="Folder for every variant's run."),
+    epochs: Optional[int] = typer.Option(None),
+    attentions: str = typer.Option(",".join(("none", "T", "C", "S", "TC", "TS", "CS", "TCS")), help="Comma-separated."),
+    seeds: str = typer.Option("0", help="Comma-separated seeds: repeat runs give mean and spread."),
+    crops: int = typer.Option(10),
+    cache: Optional[Path] = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Train and evaluate vanilla and each attention combination; a table shaped like the paper's Table 6."""
+    from masnn.training.ablate import run_ablation
+    from masnn.training.config import load_config
+
+    cfg = load_config(config, dict(out_dir=out, epochs=epochs), preset)
+    spec = find_dataset(dataset)
+    train_samples, val_samples = spec.validation_split(spec.samples(data, "train"))
+    test_samples = spec.samples(data, "test")
+    rows = run_ablation(cfg, train_samples, val_samples, test_samples, _frame_cache(cache, data),
+                        tuple(a.strip() for a in attentions.split(",")), tuple(int(s) for s in seeds.split(",")), crops, progress=True)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{cfg.model}, {dataset}, {rows[0]['seeds']} seed(s), test split (10-crop vote and centre crop)")
+    for column in ("attention", "accuracy vote %", "accuracy single %", "NASAR", "spikes per window", "rEE"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(r["attention"], f"{100 * r['vote']:.2f} ± {100 * r['vote_std']:.2f}", f"{100 * r['single']:.2f} ± {100 * r['single_std']:.2f}",
+                      f"{r['nasar']:.3f} ± {r['nasar_std']:.3f}", f"{r['spikes']:,.0f}", f"{r['ree']:.2f}x")
+    console.print(table)
+
+
+def _frame_cache(cache: Optional[Path], data: Path):
+    from masnn.datasets.loaders.cache import FrameCache
+
+    return FrameCache(cache or data / ".masnn-cache")
+
