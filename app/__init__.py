@@ -1,4 +1,5 @@
-"""masnn: event-camera action recognition with MA-SNN (multi-dimensional attention spiking networks)."""
+"""masnn: event-camera action recognition with MA-SNN (multi-dimensional attention spiking networks). The application:
+checkpoint, classify, report, render, pictures here; cli, live, training, bench below. Imports masnn.datasets, masnn.models."""
 from importlib.metadata import PackageNotFoundError, version
 
 try:

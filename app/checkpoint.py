@@ -11,10 +11,11 @@ import pickle
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from masnn.datasets.io.writers import atomic_path
 from masnn.datasets.transforms.pipeline import FramingConfig
 from masnn.models import create_model
-from torch import nn
 
 CHECKPOINT_VERSION = 1
 FRAMING_KEYS = ("dt_us", "size", "mode", "denoise_us")

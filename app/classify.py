@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+
 from masnn.checkpoint import build_model, framing_config, load_checkpoint
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import first_event_time

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from masnn.datasets.events import EventFileError
 from masnn.datasets.io.writers import atomic_path
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
 from masnn.classify import Classifier, Window
 from masnn.datasets.io.writers import atomic_path
 from masnn.models.attention import capture_attention

@@ -21,6 +21,9 @@ EVENT_DTYPE = np.dtype(
     }
 )
 
+# The last-event time of a pixel that has not fired: far enough back for any filter or refractory period.
+NEVER_FIRED = np.iinfo(np.int64).min // 2
+
 
 class EventFileError(Exception):
     """A recording that cannot be read. ``str()`` is one line naming the file and the fault."""

@@ -33,6 +33,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS, first_event_time
 

@@ -78,95 +78,124 @@ class Bf16(nn.Module):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
+def _charge(h, x_t, u, descriptor):
+    """u = h + x_t; descriptor[0] / [1]: each channel's mean and max of u (the CA's pooled inputs)."""
+    channels, height, width = u.shape
+    n = height * width
+    for c in range(channels):
+        total = np.float32(0.0)
+        peak = np.float32(-np.inf)
+        for i in range(height):
+            for j in range(width):
+                v = h[c, i, j] + x_t[c, i, j]
+                u[c, i, j] = v
+                total += v
+                if v > peak:
+                    peak = v
+        descriptor[0, c] = total / n
+        descriptor[1, c] = peak
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _channel_gate(u, descriptor, ca_in, ca_out, hidden_sum, gate_c):
+    """u *= sigmoid(MLP(mean) + MLP(max)) per channel; the MLP is ca_out @ relu(ca_in @ d)."""
+    channels, height, width = u.shape
+    hidden = ca_in.shape[0]
+    for c in range(channels):
+        gate_c[c] = 0.0
+    for d in range(2):
+        for q in range(hidden):
+            acc = np.float32(0.0)
+            for c in range(channels):
+                acc += ca_in[q, c] * descriptor[d, c]
+            hidden_sum[q] = acc if acc > 0 else np.float32(0.0)
+        for c in range(channels):
+            acc = np.float32(0.0)
+            for q in range(hidden):
+                acc += ca_out[c, q] * hidden_sum[q]
+            gate_c[c] += acc
+    for c in range(channels):
+        g = np.float32(1.0) / (np.float32(1.0) + np.exp(-gate_c[c]))
+        for i in range(height):
+            for j in range(width):
+                u[c, i, j] *= g
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _spatial_gate(u, sa_weight, pooled, gate_s):
+    """u *= sigmoid(conv_k([mean over channels, max over channels])) per pixel; ``pooled`` is zero-padded."""
+    channels, height, width = u.shape
+    k = sa_weight.shape[-1]
+    half = k // 2
+    # loops ordered so that the innermost one walks contiguous memory (and vectorises)
+    for i in range(height):
+        for j in range(width):
+            pooled[0, i + half, j + half] = 0.0
+            pooled[1, i + half, j + half] = -np.inf
+    for c in range(channels):
+        for i in range(height):
+            for j in range(width):
+                v = u[c, i, j]
+                pooled[0, i + half, j + half] += v
+                if v > pooled[1, i + half, j + half]:
+                    pooled[1, i + half, j + half] = v
+    for i in range(height):
+        for j in range(width):
+            pooled[0, i + half, j + half] /= channels
+            gate_s[i, j] = 0.0
+    for d in range(2):
+        for a in range(k):
+            for b in range(k):
+                w = sa_weight[d, a, b]
+                for i in range(height):
+                    for j in range(width):
+                        gate_s[i, j] += w * pooled[d, i + a, j + b]
+    for i in range(height):
+        for j in range(width):
+            gate_s[i, j] = np.float32(1.0) / (np.float32(1.0) + np.exp(-gate_s[i, j]))
+    for c in range(channels):
+        for i in range(height):
+            for j in range(width):
+                u[c, i, j] *= gate_s[i, j]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _fire_and_reset(u, h, spikes_t, decay, threshold, v_reset, reset_kind):
+    """spikes_t = u >= threshold; h = the reset (0 hard, 1 soft, 2 threshold: the authors' code) times decay."""
+    channels, height, width = u.shape
+    for c in range(channels):
+        for i in range(height):
+            for j in range(width):
+                v = u[c, i, j]
+                fired = v - threshold >= 0
+                spikes_t[c, i, j] = 1.0 if fired else 0.0
+                if reset_kind == 0:  # hard
+                    h[c, i, j] = v_reset if fired else decay * v
+                elif reset_kind == 1:  # soft
+                    h[c, i, j] = decay * (v - threshold) if fired else decay * v
+                else:  # threshold
+                    h[c, i, j] = decay * threshold if fired else decay * v
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _activate_pre_loop(x, ca_in, ca_out, sa_weight, has_ca, has_sa, decay, threshold, v_reset, reset_kind, spikes):
     """x: currents [T, C, H, W] of one sample (float32); writes spikes [T, C, H, W]. See ActivatePreLIF."""
     steps, channels, height, width = x.shape
-    hidden = ca_in.shape[0]
-    k = sa_weight.shape[-1]
-    half = k // 2
+    half = sa_weight.shape[-1] // 2
     h = np.zeros((channels, height, width), np.float32)
     u = np.empty((channels, height, width), np.float32)
     descriptor = np.empty((2, channels), np.float32)
     gate_c = np.empty(channels, np.float32)
-    hidden_sum = np.empty(hidden, np.float32)
-    pooled = np.zeros((2, height + 2 * half, width + 2 * half), np.float32)  # zero-padded for the conv
+    hidden_sum = np.empty(ca_in.shape[0], np.float32)
+    pooled = np.zeros((2, height + 2 * half, width + 2 * half), np.float32)
     gate_s = np.empty((height, width), np.float32)
-    n = height * width
     for t in range(steps):
-        for c in range(channels):
-            total = np.float32(0.0)
-            peak = np.float32(-np.inf)
-            for i in range(height):
-                for j in range(width):
-                    v = h[c, i, j] + x[t, c, i, j]
-                    u[c, i, j] = v
-                    total += v
-                    if v > peak:
-                        peak = v
-            descriptor[0, c] = total / n
-            descriptor[1, c] = peak
+        _charge(h, x[t], u, descriptor)
         if has_ca:
-            for c in range(channels):
-                gate_c[c] = 0.0
-            for d in range(2):
-                for q in range(hidden):
-                    acc = np.float32(0.0)
-                    for c in range(channels):
-                        acc += ca_in[q, c] * descriptor[d, c]
-                    hidden_sum[q] = acc if acc > 0 else np.float32(0.0)
-                for c in range(channels):
-                    acc = np.float32(0.0)
-                    for q in range(hidden):
-                        acc += ca_out[c, q] * hidden_sum[q]
-                    gate_c[c] += acc
-            for c in range(channels):
-                g = np.float32(1.0) / (np.float32(1.0) + np.exp(-gate_c[c]))
-                for i in range(height):
-                    for j in range(width):
-                        u[c, i, j] *= g
+            _channel_gate(u, descriptor, ca_in, ca_out, hidden_sum, gate_c)
         if has_sa:
-            # loops ordered so that the innermost one walks contiguous memory (and vectorises)
-            for i in range(height):
-                for j in range(width):
-                    pooled[0, i + half, j + half] = 0.0
-                    pooled[1, i + half, j + half] = -np.inf
-            for c in range(channels):
-                for i in range(height):
-                    for j in range(width):
-                        v = u[c, i, j]
-                        pooled[0, i + half, j + half] += v
-                        if v > pooled[1, i + half, j + half]:
-                            pooled[1, i + half, j + half] = v
-            for i in range(height):
-                for j in range(width):
-                    pooled[0, i + half, j + half] /= channels
-                    gate_s[i, j] = 0.0
-            for d in range(2):
-                for a in range(k):
-                    for b in range(k):
-                        w = sa_weight[d, a, b]
-                        for i in range(height):
-                            for j in range(width):
-                                gate_s[i, j] += w * pooled[d, i + a, j + b]
-            for i in range(height):
-                for j in range(width):
-                    gate_s[i, j] = np.float32(1.0) / (np.float32(1.0) + np.exp(-gate_s[i, j]))
-            for c in range(channels):
-                for i in range(height):
-                    for j in range(width):
-                        u[c, i, j] *= gate_s[i, j]
-        for c in range(channels):
-            for i in range(height):
-                for j in range(width):
-                    v = u[c, i, j]
-                    fired = v - threshold >= 0
-                    spikes[t, c, i, j] = 1.0 if fired else 0.0
-                    if reset_kind == 0:  # hard
-                        h[c, i, j] = v_reset if fired else decay * v
-                    elif reset_kind == 1:  # soft
-                        h[c, i, j] = decay * (v - threshold) if fired else decay * v
-                    else:  # threshold: the authors' code
-                        h[c, i, j] = decay * threshold if fired else decay * v
+            _spatial_gate(u, sa_weight, pooled, gate_s)
+        _fire_and_reset(u, h, spikes[t], decay, threshold, v_reset, reset_kind)
 
 
 class CompiledActivatePreLIF(nn.Module):

@@ -21,14 +21,7 @@ from math import prod
 import torch
 from torch import nn
 
-from .attention import (
-    ActivatePreLIF,
-    AttentionPlan,
-    TemporalAttention,
-    build_stack,
-    plan_attention,
-    select_frames,
-)
+from .attention import ActivatePreLIF, AttentionPlan, TemporalAttention, build_stack, plan_attention, select_frames
 from .lif import LIF, LIFParams
 from .registry import register_model
 

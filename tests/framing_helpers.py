@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import tonic
+
 from masnn.datasets.events import make_events
 
 W, H = 16, 12  # non-square on purpose

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
 from masnn.datasets.io.readers import read_events
 
 WINDOW_MS = 450  # T = 20 frames of 22.5 ms: tests need less stream before the first prediction

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aedat_test_writers as aw
 import numpy as np
+
 from masnn.datasets.events import EVENT_DTYPE
 
 N = 3000

@@ -3,17 +3,13 @@ import json
 
 import pytest
 import torch
+from torch import nn
+
 from masnn.models import create_model
 from masnn.models.accounting import ENERGY_PRESETS, account, measure
-from masnn.models.attention import (
-    ChannelAttention,
-    SpatialAttention,
-    TemporalAttention,
-    plan_attention,
-)
+from masnn.models.attention import ChannelAttention, SpatialAttention, TemporalAttention, plan_attention
 from masnn.models.lif import LIFParams
 from masnn.models.networks import LayerTrace, NetTrace, SpikingLayer, SpikingNet
-from torch import nn
 
 T, B = 2, 2
 CONV_FLOPS = 3 * 3 * 4 * 4 * 1 * 2  # conv 1 -> 2, 3x3, padding 1, on 4 x 4: 288

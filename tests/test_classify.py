@@ -11,14 +11,8 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
-from masnn.classify import (
-    Classifier,
-    ClassifyOptions,
-    classify_recording,
-    iter_windows,
-    segments,
-    smooth,
-)
+
+from masnn.classify import Classifier, ClassifyOptions, classify_recording, iter_windows, segments, smooth
 from masnn.datasets.io.readers import open_recording, read_events
 from masnn.datasets.synth.generator import write_action_clip
 from masnn.datasets.transforms.pipeline import FramingConfig

@@ -7,6 +7,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+
 from masnn.datasets.loaders.table import DATASETS, GESTURE_CLASSES, find_dataset
 
 

@@ -7,20 +7,17 @@ import socket
 from dataclasses import replace
 from pathlib import Path
 
-import masnn.datasets.loaders.cache as cache_module
 import numpy as np
 import pytest
 import torch
+
+import masnn.datasets.loaders.cache as cache_module
 from masnn.datasets.io.readers import open_recording, read_events
 from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset, frame_window
 from masnn.datasets.loaders.gait import gait_samples, gait_subjects
 from masnn.datasets.loaders.gesture import gesture_samples, tonic_gesture_samples
-from masnn.datasets.synth.generator import (
-    GESTURE_PRESETS,
-    write_gait_dataset,
-    write_gesture_dataset,
-)
+from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gait_dataset, write_gesture_dataset
 from masnn.datasets.transforms.pipeline import FramingConfig, frame_recording
 
 # 0.2 s windows: the tiny synthetic gestures last 0.6-0.8 s, so crops have room to move

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tonic.functional import denoise_numpy
+
 from masnn.datasets.events import make_events
 from masnn.datasets.transforms.denoise import (
     DenoiseBackgroundActivity,
@@ -11,7 +13,6 @@ from masnn.datasets.transforms.denoise import (
     find_hot_pixels,
     new_filter_state,
 )
-from tonic.functional import denoise_numpy
 
 W, H = 16, 12  # non-square on purpose
 

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+
 from masnn.datasets.events import EVENT_DTYPE
 from masnn.datasets.synth.emulator import DvsEmulator, PixelParams
 

@@ -10,6 +10,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+
 from masnn.datasets.loaders.cache import FrameDataset
 from masnn.datasets.loaders.gesture import gesture_samples
 from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gesture_dataset

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from framing_helpers import H, W, garbage_frames, hand_frames, random_events, tonic_frames
+
 from masnn.datasets.events import make_events
 from masnn.datasets.transforms import framing
 from masnn.datasets.transforms.framing import ToFrames

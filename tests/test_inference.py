@@ -3,16 +3,12 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from torch import nn
+
 from masnn.models import create_model
 from masnn.models.attention import ActivatePreLIF, ChannelAttention, SpatialAttention
-from masnn.models.inference import (
-    CompiledActivatePreLIF,
-    agreement,
-    fused_synapse,
-    prepare_for_inference,
-)
+from masnn.models.inference import CompiledActivatePreLIF, agreement, fused_synapse, prepare_for_inference
 from masnn.models.lif import LIFParams
-from torch import nn
 
 
 def trained_bn(bn: nn.Module) -> nn.Module:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from masnn.datasets.events import EventFileError, make_events
 from masnn.datasets.io.readers import read_events
 from masnn.datasets.io.writers import write_aedat31

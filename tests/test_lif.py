@@ -15,16 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from masnn.models.lif import (
-    BACKENDS,
-    LIF,
-    RESETS,
-    SURROGATES,
-    LIFParams,
-    lif_multistep,
-    lif_step,
-    select_backend,
-)
+
+from masnn.models.lif import BACKENDS, LIF, RESETS, SURROGATES, LIFParams, lif_multistep, lif_step, select_backend
 from masnn.models.lif import fused as fused_module
 from masnn.models.lif.fused import LIFFusedFunction, _surrogate_into, lif_fused
 from masnn.models.lif.triton_kernel import interpreting

@@ -11,12 +11,12 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from live_helpers import FAST_BACKOFF, WINDOW_MS, free_port, watchdog, write_clip
+
 from masnn.datasets.loaders.table import GESTURE_CLASSES
 from masnn.datasets.transforms.pipeline import FramingConfig
 from masnn.live.pipeline import LiveOptions, LivePipeline
 from masnn.live.sources import replay_source, stream_source
 from masnn.live.view import event_image, render_dashboard, summary_table
-
 
 # A DV protocol peer: serves the events of an .npy file (stream seconds [start, stop) from the first event)
 # on 127.0.0.1:PORT once a client connects, paced at SPEED x real time, then exits, closing the connection.
@@ -231,8 +231,9 @@ def test_show_draws_each_prediction_and_q_ends_the_run(monkeypatch, clip, classi
     import io
 
     import cv2
-    from masnn.live.pipeline import run_live
     from rich.console import Console
+
+    from masnn.live.pipeline import run_live
 
     shown = []
     monkeypatch.setenv("DISPLAY", ":0")

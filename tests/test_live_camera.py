@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 from live_helpers import FAST_BACKOFF, WINDOW_MS, free_port, watchdog, write_clip
+
 from masnn.live.pipeline import LiveOptions, LivePipeline
 from masnn.live.sources import camera_source
 

@@ -7,8 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from masnn.datasets.transforms.framing import UnsortedEvents, iter_time_frames
+
+from masnn.datasets.transforms.framing import UnsortedEvents
 from masnn.datasets.transforms.pipeline import FramingConfig
+from masnn.datasets.transforms.stream import iter_time_frames
 from masnn.live.framer import LiveWindow, WindowFramer
 from masnn.live.handoff import Handoff
 

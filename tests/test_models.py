@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from masnn.models import create_model, list_models
 from masnn.models.attention import (
     ATTENTIONS,

@@ -80,9 +80,10 @@ def test_models_command_reports_the_published_neuron_count():
 
 def test_models_command_leaves_the_global_rng_alone():
     import torch
+    from typer.testing import CliRunner
+
     from masnn.cli import app
     from masnn.models import create_model
-    from typer.testing import CliRunner
 
     torch.manual_seed(123)
     create_model("ma-snn-3layer", attention="TCS", placement="paper", num_classes=11)  # the command builds this too

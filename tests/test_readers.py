@@ -13,19 +13,10 @@ import shutil
 import aedat_test_writers as aw
 import numpy as np
 import pytest
+from reader_test_helpers import AEDAT4_T0, GAP_US, N, assert_events, concat, selected, subset, synthetic, write_dv
+
 from masnn.datasets.events import EVENT_DTYPE, EventFileError
 from masnn.datasets.io.readers import detect_format, open_recording, read_events
-from reader_test_helpers import (
-    AEDAT4_T0,
-    GAP_US,
-    N,
-    assert_events,
-    concat,
-    selected,
-    subset,
-    synthetic,
-    write_dv,
-)
 
 # ----------------------------------------------------------------------- synthetic files per format
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import aedat_test_writers as aw
 import numpy as np
 import pytest
+from reader_test_helpers import assert_events, concat, synthetic
+
 from masnn.datasets.events import EVENT_DTYPE, TruncatedRecordingWarning
 from masnn.datasets.io.readers import open_recording, read_events
-from reader_test_helpers import assert_events, concat, synthetic
 
 
 def test_aedat31_packet_details(tmp_path):
@@ -76,6 +77,7 @@ def test_test_writer_agrees_with_tonic(tmp_path):
 
 def test_write_aedat31_is_read_by_tonic(tmp_path):
     import tonic.io
+
     from masnn.datasets.io.writers import write_aedat31
 
     events = synthetic(n=1000, t0=1_000_000)

@@ -7,17 +7,11 @@ import struct
 
 import numpy as np
 import pytest
+from reader_test_helpers import AEDAT4_T0, N, assert_events, read_dv, synthetic, write_dv
+
 from masnn.datasets.events import EVENT_DTYPE, EventFileError, TruncatedRecordingWarning
 from masnn.datasets.io import lz4_frame
 from masnn.datasets.io.readers import open_recording, read_events
-from reader_test_helpers import (
-    AEDAT4_T0,
-    N,
-    assert_events,
-    read_dv,
-    synthetic,
-    write_dv,
-)
 
 
 @pytest.mark.parametrize("compression", ["NONE", "LZ4", "LZ4_HIGH", "ZSTD", "ZSTD_HIGH"])
@@ -177,6 +171,7 @@ def test_aedat4_resolution_and_camera_from_file(tmp_path):
 
 def test_write_aedat4_is_read_by_dv_processing(tmp_path):
     import dv_processing as dv
+
     from masnn.datasets.io.writers import write_aedat4
 
     events = synthetic(n=1500, t0=AEDAT4_T0, width=346, height=260)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import aedat_test_writers as aw
 import numpy as np
 import pytest
-from masnn.datasets.io.readers import open_recording, read_events
 from reader_test_helpers import assert_events, concat, read_dv, selected
+
+from masnn.datasets.io.readers import open_recording, read_events
 
 REAL_AEDAT4 = {  # name: (events, sensor, duration in s) as shared/data/README.md states them
     "dvxplorer_320x240_person.aedat4": (111_954, (320, 240), 0.59),

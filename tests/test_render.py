@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from masnn.classify import Classifier, ClassifyOptions, Window, classify_recording
 from masnn.datasets.synth.generator import write_action_clip
 from masnn.models.attention import capture_attention

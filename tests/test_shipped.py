@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+
 from masnn.classify import (
     SAMPLE_RECORDING,
     Classifier,

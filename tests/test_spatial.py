@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tonic
+
 from masnn.datasets.events import make_events
-from masnn.datasets.transforms.framing import ToFrames, iter_time_frames
+from masnn.datasets.transforms.framing import ToFrames
 from masnn.datasets.transforms.spatial import SpatialMap
+from masnn.datasets.transforms.stream import iter_time_frames
 
 
 def random_events(seed, width, height, n=5000, span=300_000):

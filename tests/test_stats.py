@@ -6,17 +6,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from rich.console import Console
+
 from masnn.datasets.events import make_events
 from masnn.datasets.io.readers import read_events
 from masnn.datasets.io.writers import write_aedat31, write_npz
-from masnn.datasets.stats import (
-    PERCENTILES,
-    IntervalHistogram,
-    compare_table,
-    recording_stats,
-    stats_json,
-)
-from rich.console import Console
+from masnn.datasets.stats import PERCENTILES, IntervalHistogram, compare_table, recording_stats, stats_json
 
 DVXPLORER = "dvxplorer_320x240_person.aedat4"
 

@@ -7,14 +7,15 @@ import math
 import numpy as np
 import pytest
 from framing_helpers import H, W, garbage_frames, hand_frames, random_events, tonic_frames
+
 from masnn.datasets.events import make_events
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.transforms import framing, stream
 from masnn.datasets.transforms.denoise import DenoiseBackgroundActivity
-from masnn.datasets.transforms.framing import frames_by_time, iter_time_frames
+from masnn.datasets.transforms.framing import frames_by_time
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
 from masnn.datasets.transforms.spatial import SpatialMap
-from masnn.datasets.transforms.stream import StreamFramer
+from masnn.datasets.transforms.stream import StreamFramer, iter_time_frames
 
 
 @pytest.fixture(autouse=True)

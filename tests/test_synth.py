@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from masnn.datasets.events import EVENT_DTYPE
 from masnn.datasets.io.readers import read_events
 from masnn.datasets.loaders.table import GESTURE_CLASSES
@@ -19,13 +20,7 @@ from masnn.datasets.synth.generator import (
     write_gait_dataset,
     write_gesture_dataset,
 )
-from masnn.datasets.synth.motions import (
-    Body,
-    gesture_pose,
-    random_gait,
-    random_style,
-    walk_pose,
-)
+from masnn.datasets.synth.motions import Body, gesture_pose, random_gait, random_style, walk_pose
 
 QUIET = PixelParams(background_rate_hz=0.0, hot_pixel_fraction=0.0)
 

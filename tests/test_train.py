@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+
 from masnn.checkpoint import build_model, load_checkpoint
 from masnn.training.config import TrainConfig, load_config
 from masnn.training.loop import PAPER_BEST_TEST, accuracy, train

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+
 from masnn.datasets.events import make_events
 
 DVS128 = (128, 128)

@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from masnn.bench.common import DVS128, best_time, moving_blob_events
 
 
 def bench_framing(n_events: int) -> list[dict]:
     import tonic
+
     from masnn.datasets.transforms.framing import ToFrames
 
     rows = []
@@ -59,6 +61,7 @@ def bench_aedat31(workdir: Path, n_events: int = 20_000_000) -> dict:
 
 def bench_aedat4(workdir: Path, n_events: int = 5_000_000) -> dict:
     import dv_processing as dv
+
     from masnn.datasets.io.readers import open_recording
     from masnn.datasets.io.writers import write_aedat4
     from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from masnn.bench.common import moving_blob_events, peak_resident_mb, resident_mb
 from masnn.datasets.events import concatenate
 from masnn.live.pipeline import LiveOptions, LivePipeline
@@ -65,6 +66,7 @@ def untrained_checkpoint(folder: Path) -> Path:
     """A gesture model as `masnn train --preset gesture-cpu-small` makes it, with random weights; BatchNorm
     gains raised so that every layer spikes (a silent network would understate the work)."""
     import torch
+
     from masnn.checkpoint import model_checkpoint, save_checkpoint
     from masnn.datasets.loaders.table import GESTURE_CLASSES
     from masnn.models import create_model

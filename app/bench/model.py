@@ -21,6 +21,7 @@ import sys
 import time
 
 import torch
+
 from masnn.models.lif import BACKENDS, LIFParams
 
 TARGET_SPEEDUP = 3.0
@@ -188,20 +189,3 @@ def run_inference_benchmark(name: str = "ma-snn-3layer", attention: str = "TCS",
                 best = min(best, time.perf_counter() - start)
             rows[label] = dict(ms=best * 1e3, **(agreement(model, variant, held_out) if variant is not model else {}))
     return dict(model=name, attention=attention, steps=steps, threads=torch.get_num_threads(), variants=rows, target_ms=TARGET_INFERENCE_MS)
-
-
-def main() -> None:
-    result = run_lif_benchmark()
-    rows = lif_benchmark_rows(result)
-    print(f"LIF, T={result['steps']}, {result['n_neurons']:,} neurons, float32, {result['threads']} threads, "
-          f"{result['surrogate']} surrogate; peak MB = resident memory above the allocated input")
-    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
-    print("  ".join(key.ljust(width) for key, width in widths.items()))
-    for row in rows:
-        print("  ".join(row[key].ljust(width) for key, width in widths.items()))
-    print(f"targets: fused >= {TARGET_SPEEDUP:.0f}x faster ({result['meets_speed_target']}), "
-          f"<= {TARGET_MEMORY:.0%} of the reference's memory ({result['meets_memory_target']})")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,12 +1,12 @@
-"""The `masnn` command line: its commands by job (inference, training, live) and its two groups (bench, synth).
-
-The command modules import torch and the rest inside their commands, so `masnn --help` stays fast."""
+"""The `masnn` command line: one module per group of commands (inference, training, live, bench, synth).
+Imports every other part of masnn, inside its commands (torch too), so that `masnn --help` stays fast."""
 from __future__ import annotations
 
 import sys
 import warnings
 
 import typer
+
 from masnn.cli import bench, inference, live, synth, training
 from masnn.datasets.events import EventFileError
 

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from masnn.cli.console import console
 from rich.table import Table
+
+from masnn.cli.console import console
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (speed and memory targets).")
 
@@ -37,11 +38,7 @@ def bench_model(
 ):
     """LIF forward + backward on the CPU (reference loop vs fused path, vs SpikingJelly if installed), then
     3-layer MA-SNN inference of one 0.9 s window."""
-    from masnn.bench.model import (
-        lif_benchmark_rows,
-        run_inference_benchmark,
-        run_lif_benchmark,
-    )
+    from masnn.bench.model import lif_benchmark_rows, run_inference_benchmark, run_lif_benchmark
 
     result = run_lif_benchmark(neurons, steps, surrogate=surrogate)
     inference = run_inference_benchmark()

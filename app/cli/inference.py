@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from masnn.cli.console import console
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from masnn.cli.console import console
 
 commands = typer.Typer()
 
@@ -53,15 +54,10 @@ def classify(
 ):
     """The action in a recording (a clip), or a timeline of actions (a long recording), with spikes, NASAR,
     SOPs and energy for each prediction and in total."""
-    from masnn.classify import (
-        SAMPLE_RECORDING,
-        Classifier,
-        ClassifyOptions,
-        classify_recording,
-        shipped_file,
-    )
-    from masnn.report import classify_tables
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from masnn.classify import SAMPLE_RECORDING, Classifier, ClassifyOptions, classify_recording, shipped_file
+    from masnn.report import classify_tables
 
     path = file if file is not None else shipped_file(SAMPLE_RECORDING)
     if not path.exists():
@@ -148,6 +144,7 @@ def models(
 ):
     """The registered networks; parameters, neurons and the spike/energy report of one random input window."""
     import torch
+
     from masnn.models import create_model, list_models
     from masnn.models.accounting import measure
 

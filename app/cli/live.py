@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
 from masnn.cli.console import console
 
 commands = typer.Typer()
@@ -32,9 +33,7 @@ def live_command(
     if len(chosen) > 1:
         raise ValueError(f"give one source, not {' and '.join(chosen)}")
     source = stream_source(stream) if stream else replay_source(replay, speed) if replay else camera_source(camera)
-    from masnn.classify import (
-        Classifier,  # torch loads only once the source looks right
-    )
+    from masnn.classify import Classifier  # torch loads only once the source looks right
 
     classifier = Classifier.load(weights, device, window)
     run_live(source, classifier, LiveOptions(stride_ms=stride, top_k=top_k, log=log), console, show)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
 from masnn.cli.console import console
 
 synth_app = typer.Typer(no_args_is_help=True, help="Synthetic DVS recordings of people: gestures, gait, single clips.")
@@ -20,8 +21,9 @@ def synth_gesture(
     workers: Optional[int] = typer.Option(None, help="Processes (default: all cores)."),
 ):
     """A DVS128 Gesture dataset in the original layout (AEDAT 3.1 + labels + trial lists)."""
-    from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gesture_dataset
     from rich.progress import Progress
+
+    from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gesture_dataset
 
     if preset not in GESTURE_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(GESTURE_PRESETS)}")
@@ -42,8 +44,9 @@ def synth_gait(
     workers: Optional[int] = typer.Option(None),
 ):
     """A DVS128 Gait dataset in its text layout: identities with their own build and walking style."""
-    from masnn.datasets.synth.generator import write_gait_dataset
     from rich.progress import Progress
+
+    from masnn.datasets.synth.generator import write_gait_dataset
 
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("walks", total=subjects * walks * 2)

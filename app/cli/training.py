@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
+
 from masnn.cli.console import console
 from masnn.datasets.loaders.table import DATASETS, find_dataset
-from rich.table import Table
 
 *_others, _last = DATASETS
 DATASET_HELP = f"{', '.join(_others)} or {_last}."

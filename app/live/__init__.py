@@ -1,4 +1,2 @@
-"""`masnn live`: sources (camera, DV stream, replay), the framer that turns arriving events into windows, the
-hand-off between the reader and the classifier, the pipeline (reader thread, classifier, reconnects), its
-figures and log (``stats``) and its view (dashboard, OpenCV window).
-Imports masnn.datasets and the classifier's interface; the CLI and benchmarks import this."""
+"""`masnn live`: sources, the framer (arriving events -> windows), the one-slot hand-off, the pipeline, its figures
+and log (``stats``) and its view. Imports masnn.datasets and a classifier passed in; the CLI and benchmarks import it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from masnn.datasets.transforms.framing import COUNT_DTYPE
 from masnn.datasets.transforms.pipeline import FramingConfig
 from masnn.datasets.transforms.stream import StreamFramer

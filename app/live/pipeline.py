@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
 from masnn.datasets.events import EventFileError
 from masnn.datasets.transforms.framing import COUNT_DTYPE, UnsortedEvents
 from masnn.live.framer import Framed, LiveWindow, WindowFramer

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
+
 from masnn.datasets.events import as_events
 from masnn.datasets.io.readers import open_recording
 

@@ -9,6 +9,7 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+
 from masnn.live.framer import LiveWindow
 
 HISTORY = 100_000  # predictions whose latencies the summary's percentiles cover

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from masnn.pictures import contact_sheet
 
 if TYPE_CHECKING:

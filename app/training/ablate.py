@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+
 from masnn.checkpoint import framing_config, load_checkpoint
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset
 from masnn.training.config import TrainConfig

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import torch
+
 from masnn.checkpoint import load_checkpoint
 from masnn.datasets.io.writers import atomic_path
 from masnn.models.attention import parse_attention

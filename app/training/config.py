@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
+
 from masnn.checkpoint import framing_table
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+
 from masnn.checkpoint import build_model, framing_config, load_checkpoint
 from masnn.datasets.io.writers import atomic_path
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset

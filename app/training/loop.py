@@ -24,12 +24,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
 from masnn.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint
 from masnn.models import create_model
 from masnn.training.config import TrainConfig
 from masnn.training.distributed import init_distributed, sync_batchnorm
-from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_acc", "lr", "output_rate", "samples_per_s", "test_acc")
 # The paper reports the best test accuracy over all epochs: the test set picks the epoch, an optimistic figure.
@@ -166,13 +167,7 @@ def accuracy(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.
 def _progress(enabled: bool):
     """Progress bars on stderr: stdout stays the command's output (`masnn ablate --json` pipes into jq)."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("{task.fields[stats]}"), disable=not enabled, transient=False, console=Console(stderr=True))
 

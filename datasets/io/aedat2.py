@@ -13,17 +13,18 @@ from pathlib import Path
 
 import numba
 import numpy as np
+
 from masnn.datasets.events import EVENT_DTYPE, EventFileError, RecordingInfo
 from masnn.datasets.io.blocks import iter_blocks, read_text_header
 from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS, Recording
 
-MAGIC = b"#!AER-DAT2.0"
+AEDAT2_MAGIC = b"#!AER-DAT2.0"
 EXTERNAL_EVENT_BIT = 0x8000
 WRAP = 1 << 32
 
 
-def sniff(head: bytes) -> bool:
-    return head.startswith(MAGIC)
+def sniff_aedat2(head: bytes) -> bool:
+    return head.startswith(AEDAT2_MAGIC)
 
 
 @numba.njit(cache=True, nogil=True)

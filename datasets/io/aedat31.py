@@ -13,22 +13,19 @@ from pathlib import Path
 
 import numba
 import numpy as np
+
 from masnn.datasets.events import EVENT_DTYPE, EventFileError, RecordingInfo
 from masnn.datasets.io.blocks import iter_blocks, read_text_header
-from masnn.datasets.io.recording import (
-    DEFAULT_CHUNK_EVENTS,
-    Recording,
-    sensor_from_camera_name,
-)
+from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS, Recording, sensor_from_camera_name
 
-MAGIC = b"#!AER-DAT3."
+AEDAT31_MAGIC = b"#!AER-DAT3."
 HEADER_BYTES = 28
 POLARITY_EVENT = 1
 NO_LIMIT = np.iinfo(np.int64).max
 
 
-def sniff(head: bytes) -> bool:
-    return head.startswith(MAGIC)
+def sniff_aedat31(head: bytes) -> bool:
+    return head.startswith(AEDAT31_MAGIC)
 
 
 # Decoder status codes

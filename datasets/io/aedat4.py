@@ -16,26 +16,16 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from masnn.datasets.events import (
-    EventFileError,
-    RecordingInfo,
-    TruncatedRecordingWarning,
-    as_events,
-)
-from masnn.datasets.io.aedat4_packets import (
-    DECODED_HERE,
-    MAGIC,
-    PacketError,
-    iter_event_batches,
-    read_header,
-)
+
+from masnn.datasets.events import EventFileError, RecordingInfo, TruncatedRecordingWarning, as_events
+from masnn.datasets.io.aedat4_packets import AEDAT4_MAGIC, DECODED_HERE, PacketError, iter_event_batches, read_header
 from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS, Recording, chunked
 
 SELECTION_STEP_US = 50_000  # first window of a time selection; later windows adapt to the event rate
 
 
-def sniff(head: bytes) -> bool:
-    return head.startswith(MAGIC.rstrip())
+def sniff_aedat4(head: bytes) -> bool:
+    return head.startswith(AEDAT4_MAGIC.rstrip())
 
 
 class Aedat4Recording(Recording):

@@ -28,10 +28,11 @@ from typing import BinaryIO, Iterator
 
 import numba
 import numpy as np
+
 from masnn.datasets.events import EVENT_DTYPE, first_fault
 from masnn.datasets.io import lz4_frame
 
-MAGIC = b"#!AER-DAT4.0\r\n"
+AEDAT4_MAGIC = b"#!AER-DAT4.0\r\n"
 NONE, LZ4, LZ4_HIGH, ZSTD, ZSTD_HIGH = range(5)
 EVENT_BYTES = 16  # an event in a packet: masnn's EVENT_DTYPE has the same layout
 DECODED_HERE = (NONE, LZ4, LZ4_HIGH) if lz4_frame.AVAILABLE else (NONE,)
@@ -70,7 +71,7 @@ def _follow(buffer: bytes, position: int) -> int:
 
 def read_header(file: BinaryIO) -> Header:
     file.seek(0)
-    if file.read(len(MAGIC)) != MAGIC:
+    if file.read(len(AEDAT4_MAGIC)) != AEDAT4_MAGIC:
         raise PacketError("not an AEDAT 4.0 file")
     try:
         (size,) = struct.unpack("<i", file.read(4))
@@ -86,7 +87,7 @@ def read_header(file: BinaryIO) -> Header:
         raise PacketError(f"unreadable file header ({e})") from None
     if compression not in (NONE, LZ4, LZ4_HIGH, ZSTD, ZSTD_HIGH):
         raise PacketError(f"unknown compression {compression}")
-    return Header(compression, table_position, len(MAGIC) + 4 + size, *_event_stream(xml))
+    return Header(compression, table_position, len(AEDAT4_MAGIC) + 4 + size, *_event_stream(xml))
 
 
 def _event_stream(xml: str) -> tuple[int | None, tuple[int, int] | None, str]:

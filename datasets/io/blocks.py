@@ -10,6 +10,7 @@ import warnings
 from typing import Callable, Iterator
 
 import numpy as np
+
 from masnn.datasets.events import TruncatedRecordingWarning
 
 # decode(buffer, n_bytes, at_end) -> (bytes_consumed, events, stop, need_bytes)

@@ -15,13 +15,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
 from masnn.datasets.events import EventFileError, RecordingInfo, as_events, make_events
-from masnn.datasets.io.recording import (
-    DEFAULT_CHUNK_EVENTS,
-    Recording,
-    chunked,
-    sensor_from_extent,
-)
+from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS, Recording, chunked, sensor_from_extent
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"

@@ -15,7 +15,7 @@ from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS, Recording
 PLUGIN_SENSORS = {"gen3": (640, 480), "gen31": (640, 480), "gen4": (1280, 720), "gen41": (1280, 720), "imx636": (1280, 720)}
 
 
-def sniff(head: bytes) -> bool:
+def sniff_prophesee(head: bytes) -> bool:
     return head.startswith(b"% ") and _encoding(head.decode("latin-1").splitlines()) is not None
 
 

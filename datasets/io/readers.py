@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
 from masnn.datasets.events import EventFileError, RecordingInfo
 from masnn.datasets.io.recording import Recording
 
@@ -22,12 +23,12 @@ def _formats() -> list[tuple[str, Sniffer, Opener]]:
     from masnn.datasets.io import aedat2, aedat4, aedat31, plain, prophesee
 
     return [
-        ("AEDAT 4.0", aedat4.sniff, aedat4.Aedat4Recording),
-        ("AEDAT 3.1", aedat31.sniff, aedat31.Aedat31Recording),
-        ("AEDAT 2.0", aedat2.sniff, aedat2.Aedat2Recording),
+        ("AEDAT 4.0", aedat4.sniff_aedat4, aedat4.Aedat4Recording),
+        ("AEDAT 3.1", aedat31.sniff_aedat31, aedat31.Aedat31Recording),
+        ("AEDAT 2.0", aedat2.sniff_aedat2, aedat2.Aedat2Recording),
         ("numpy .npy", plain.sniff_npy, plain.NpyRecording),
         ("numpy .npz", plain.sniff_npz, plain.NpzRecording),
-        ("Prophesee", prophesee.sniff, prophesee.PropheseeRecording),
+        ("Prophesee", prophesee.sniff_prophesee, prophesee.PropheseeRecording),
         ("text t x y p", plain.sniff_text, plain.TextRecording),
     ]
 

@@ -12,12 +12,8 @@ import re
 from typing import Iterator
 
 import numpy as np
-from masnn.datasets.events import (
-    EventFileError,
-    RecordingInfo,
-    concatenate,
-    first_fault,
-)
+
+from masnn.datasets.events import EventFileError, RecordingInfo, concatenate, first_fault
 
 DEFAULT_CHUNK_EVENTS = 1 << 18  # 4 MB of events: decoding and checks stay in cache
 

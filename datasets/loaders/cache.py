@@ -46,12 +46,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from masnn.datasets.events import EventFileError
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.writers import atomic_path
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
 
-MODES = ("random-crop", "crops", "whole")
+CROP_MODES = ("random-crop", "crops", "whole")
 CACHE_VERSION = 1  # bump when the framing code changes what it produces
 
 
@@ -182,8 +183,8 @@ class FrameDataset(torch.utils.data.Dataset):
         seed: int = 0,
         cache: FrameCache | None = None,
     ):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if mode not in CROP_MODES:
+            raise ValueError(f"mode must be one of {CROP_MODES}, not {mode!r}")
         if mode != "whole":
             _window_frames(config)
         self.samples = list(samples)

@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset, Sample
-
-SPLITS = ("train", "test")
+from masnn.datasets.loaders.table import SPLITS
 
 
 def gait_folder(root: str | Path) -> Path:

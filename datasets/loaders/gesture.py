@@ -22,9 +22,9 @@ from pathlib import Path
 
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset, Sample
+from masnn.datasets.loaders.table import SPLITS
 
 N_CLASSES = 11
-SPLITS = ("train", "test")
 TONIC_FOLDERS = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
 WHERE_TO_GET = (
     "download IBM's DvsGesture.tar.gz (https://research.ibm.com/interactive/dvsgesture/) and unpack it so "

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from masnn.datasets.loaders.cache import Sample
 
+SPLITS = ("train", "test")
+
 # DVS128 Gesture's labels 1-11, in order. "Right" is the subject's right arm (the image's left half), and
 # "clockwise" is as the subject sees it.
 GESTURE_CLASSES = [

@@ -37,9 +37,9 @@ from typing import Iterable
 
 import numba
 import numpy as np
-from masnn.datasets.events import EVENT_DTYPE, concatenate
 
-NEVER = np.iinfo(np.int64).min // 2
+from masnn.datasets.events import EVENT_DTYPE, NEVER_FIRED, concatenate
+
 # A crossing this close (log units) below a threshold still counts: float32 frames carry ~1e-7 log error,
 # and a step of exactly k thresholds must give k events, not k - 1.
 TOLERANCE = 1e-5
@@ -194,7 +194,7 @@ class DvsEmulator:
         self._hot = np.sort(self._rng.choice(n, n_hot, replace=False)).astype(np.int64)
         self._lp = self._log(self._flat(first)).astype(np.float64)
         self._ref = self._lp.copy()
-        self._last_t = np.full(n, NEVER, dtype=np.int64)
+        self._last_t = np.full(n, NEVER_FIRED, dtype=np.int64)
         # scratch, reused every step
         self._log_i = np.empty(n, dtype=np.float32)
         self._decay = np.zeros(n, dtype=np.float32)

@@ -20,21 +20,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+
 from masnn.datasets.events import EVENT_DTYPE
-from masnn.datasets.io.writers import (
-    atomic_path,
-    write_aedat4,
-    write_aedat31,
-    write_text,
-)
+from masnn.datasets.io.writers import atomic_path, write_aedat4, write_aedat31, write_text
 from masnn.datasets.loaders.table import GESTURE_CLASSES
 from masnn.datasets.synth.emulator import DvsEmulator, PixelParams
-from masnn.datasets.synth.figure import (
-    Look,
-    ShakableBackground,
-    make_background,
-    render,
-)
+from masnn.datasets.synth.figure import Look, ShakableBackground, make_background, render
 from masnn.datasets.synth.motions import (
     Body,
     Gait,

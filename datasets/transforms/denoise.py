@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-NEVER = np.iinfo(np.int64).min // 2
+from masnn.datasets.events import NEVER_FIRED
 
 
 @numba.njit(cache=True, nogil=True)
@@ -45,7 +45,7 @@ def _background_activity(events, last_time, filter_time, diagonal, keep):
 
 def new_filter_state(sensor_size: tuple[int, int]) -> np.ndarray:
     """Per-pixel last event time [H, W], with no pixel having fired."""
-    return np.full((sensor_size[1], sensor_size[0]), NEVER, dtype=np.int64)
+    return np.full((sensor_size[1], sensor_size[0]), NEVER_FIRED, dtype=np.int64)
 
 
 def filter_background_activity(events, last_time, filter_time, neighbourhood=8):

@@ -12,8 +12,8 @@ Counts saturate at the output type's maximum (int16 by default) instead of wrapp
 them lower (``clip=1`` binarises).
 
 The accumulation is compiled: per cache-sized block of time-sorted events, one pass computes pixel
-indices (checking order and bounds), a second counts them into the frames. ``stream.StreamFramer`` (under
-``iter_time_frames``) drives the same kernels over a stream of chunks, with memory bounded by one block of
+indices (checking order and bounds), a second counts them into the frames. ``stream.StreamFramer`` (and
+``stream.iter_time_frames``) drives the same kernels over a stream of chunks, with memory bounded by one block of
 frames whatever the recording's length.
 Frames are allocated uncleared and each is cleared when the count pass first reaches it, so that it is in
 cache for its increments: with many sparse frames (a long recording framed whole) that halves the count pass.
@@ -21,10 +21,10 @@ cache for its increments: with many sparse frames (a long recording framed whole
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numba
 import numpy as np
+
 from masnn.datasets.events import first_fault
 
 COUNT_DTYPE = np.int16
@@ -282,32 +282,3 @@ class ToFrames:
         if self.n_time_bins is not None:
             return frames_by_time_bins(events, self.sensor_size, self.n_time_bins, self.clip)
         return frames_by_event_count(events, self.sensor_size, self.event_count, self.include_incomplete, self.clip)
-
-
-def iter_time_frames(
-    chunks: Iterable[np.ndarray],
-    sensor_size: tuple[int, int],
-    time_window: int,
-    start: int | None = None,
-    end: int | None = None,
-    block_frames: int = 64,
-    clip: int | None = None,
-    dtype=COUNT_DTYPE,
-    spatial=None,
-) -> Iterator[np.ndarray]:
-    """Fixed-window frames of a time-ordered stream of event chunks, in blocks of at most ``block_frames``.
-
-    Frame k covers [start + k * dt, start + (k + 1) * dt), ``start`` defaulting to the first event. A block
-    is emitted once complete, so memory holds one block whatever the recording's length. The frames run to
-    the one containing end - 1 when ``end`` is given, else to the one holding the last event; concatenated,
-    they equal ``frames_by_time(all_events, ..., include_incomplete=True)``, except that when the last
-    event lies exactly on a window boundary, tonic's frame count (which frames_by_time keeps) leaves it
-    out, while the stream opens one more frame for it: a stream never drops an event.
-    ``spatial`` (a SpatialMap from ``sensor_size``) maps pixels inside the same pass; the frames then
-    have the map's output size.
-    """
-    # imported here: the stream module builds on this one's kernels
-    from masnn.datasets.transforms.stream import StreamFramer
-
-    framer = StreamFramer(sensor_size, time_window, start, end, spatial=spatial, block_frames=block_frames, clip=clip, dtype=dtype)
-    return framer.iter_blocks(chunks)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import Recording, first_event_time
 from masnn.datasets.transforms.spatial import SpatialMap

@@ -14,7 +14,7 @@ from functools import cached_property
 import numba
 import numpy as np
 
-MODES = ("crop", "stretch")
+SPATIAL_MODES = ("crop", "stretch")
 
 
 def _axis_table(sensor: int, out: int, offset: int, extent: int) -> np.ndarray:
@@ -51,8 +51,8 @@ class SpatialMap:
     _tables: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode not in SPATIAL_MODES:
+            raise ValueError(f"mode must be one of {SPATIAL_MODES}, got {self.mode!r}")
         width, height = self.sensor_size
         if self.mode == "crop":
             side = min(width, height)

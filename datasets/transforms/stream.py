@@ -3,7 +3,7 @@ at a time.
 
 ``StreamFramer`` is the one place where chunks become frames: recordings (``pipeline.iter_recording_frames``,
 and through it the frame cache and `masnn classify`), the live framer (one-frame blocks) and
-``framing.iter_time_frames`` all go through it. However a stream is cut into chunks, its frames equal those
+``iter_time_frames`` (below) all go through it. However a stream is cut into chunks, its frames equal those
 of the whole stream framed at once: the filter's state and the block being filled carry over from chunk to
 chunk, and the pixel map runs inside the compiled framing pass.
 """
@@ -12,10 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
-from masnn.datasets.transforms.denoise import (
-    filter_background_activity,
-    new_filter_state,
-)
+
+from masnn.datasets.transforms.denoise import filter_background_activity, new_filter_state
 from masnn.datasets.transforms.framing import (
     COUNT_DTYPE,
     UnsortedEvents,
@@ -145,3 +143,29 @@ class StreamFramer:
             return np.zeros((self.block_frames, 2, self.frame_size[1], self.frame_size[0]), self.dtype)
         self._block[self._cleared :] = 0
         return self._block
+
+
+def iter_time_frames(
+    chunks: Iterable[np.ndarray],
+    sensor_size: tuple[int, int],
+    time_window: int,
+    start: int | None = None,
+    end: int | None = None,
+    block_frames: int = 64,
+    clip: int | None = None,
+    dtype=COUNT_DTYPE,
+    spatial=None,
+) -> Iterator[np.ndarray]:
+    """Fixed-window frames of a time-ordered stream of event chunks, in blocks of at most ``block_frames``.
+
+    Frame k covers [start + k * dt, start + (k + 1) * dt), ``start`` defaulting to the first event. A block
+    is emitted once complete, so memory holds one block whatever the recording's length. The frames run to
+    the one containing end - 1 when ``end`` is given, else to the one holding the last event; concatenated,
+    they equal ``frames_by_time(all_events, ..., include_incomplete=True)``, except that when the last
+    event lies exactly on a window boundary, tonic's frame count (which frames_by_time keeps) leaves it
+    out, while the stream opens one more frame for it: a stream never drops an event.
+    ``spatial`` (a SpatialMap from ``sensor_size``) maps pixels inside the same pass; the frames then
+    have the map's output size.
+    """
+    framer = StreamFramer(sensor_size, time_window, start, end, spatial=spatial, block_frames=block_frames, clip=clip, dtype=dtype)
+    return framer.iter_blocks(chunks)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+from torch import nn
+
 from masnn.models.lif.fused import lif_fused
 from masnn.models.lif.neuron import LIFParams, lif_multistep
 from masnn.models.lif.triton_kernel import HAS_TRITON, lif_triton
-from torch import nn
 
 # Every faster backend is held to the reference by a parity test (spikes and gradients).
 BACKENDS = {"reference": lif_multistep, "fused": lif_fused, **({"triton": lif_triton} if HAS_TRITON else {})}

@@ -16,6 +16,7 @@ import os
 from typing import TYPE_CHECKING
 
 import torch
+
 from masnn.models.lif.fused import _keep_graph
 
 if TYPE_CHECKING:
