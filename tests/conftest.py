@@ -20,3 +20,21 @@ def untrained_checkpoint(tmp_path_factory) -> Path:
     from masnn.bench.live import untrained_checkpoint
 
     return untrained_checkpoint(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="session")
+def live_clip(tmp_path_factory):
+    """A 2 s DVS128 gesture clip as AEDAT 4.0 and .npy, and its events (see live_helpers.write_clip)."""
+    from live_helpers import write_clip
+
+    return write_clip(tmp_path_factory.mktemp("live"))
+
+
+@pytest.fixture(scope="session")
+def live_classifier(untrained_checkpoint):
+    """The untrained checkpoint with a 450 ms window: live tests need less stream before the first prediction."""
+    from live_helpers import WINDOW_MS
+
+    from masnn.classify import Classifier
+
+    return Classifier.load(untrained_checkpoint, "cpu", window_ms=WINDOW_MS)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from live_helpers import FAST_BACKOFF, WINDOW_MS, free_port, watchdog, write_clip
+from live_helpers import FAST_BACKOFF, WINDOW_MS, free_port, watchdog
 
 from masnn.datasets.loaders.table import GESTURE_CLASSES
 from masnn.datasets.transforms.pipeline import FramingConfig
@@ -76,18 +76,6 @@ def peers():
             process.wait(10)
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    return write_clip(tmp_path_factory.mktemp("live"))
-
-
-@pytest.fixture(scope="module")
-def classifier(untrained_checkpoint):
-    from masnn.classify import Classifier
-
-    return Classifier.load(untrained_checkpoint, "cpu", window_ms=WINDOW_MS)
-
-
 def expected_windows(events, framing: FramingConfig, stride_frames: int) -> int:
     """Frames complete once stream time passes their end; a window every stride frames after the first T."""
     frames = (int(events["t"][-1]) - int(events["t"][0])) // framing.dt_us
@@ -109,12 +97,12 @@ class SlowClassifier:
                 "stats": {"events": int(frames.sum()), "spikes": 0.0, "energy_uj": 0.0, "latency_ms": 1e3 * self.seconds}}
 
 
-def test_network_stream_delivers_every_event_and_predictions(clip, classifier, tmp_path):
-    _, npy, events = clip
+def test_network_stream_delivers_every_event_and_predictions(live_clip, live_classifier, tmp_path):
+    _, npy, events = live_clip
     port = free_port()
     with peers() as start:
         start(npy, port, speed=2.0)
-        pipeline = LivePipeline(stream_source(f"tcp://127.0.0.1:{port}"), classifier, LiveOptions(backoff_s=FAST_BACKOFF))
+        pipeline = LivePipeline(stream_source(f"tcp://127.0.0.1:{port}"), live_classifier, LiveOptions(backoff_s=FAST_BACKOFF))
         records = []
 
         def stop_when_the_peer_has_gone(p):
@@ -133,12 +121,12 @@ def test_network_stream_delivers_every_event_and_predictions(clip, classifier, t
         assert record["stream_s"][1] - record["stream_s"][0] == pytest.approx(WINDOW_MS / 1000)
 
 
-def test_a_stream_that_disconnects_is_reconnected_and_reported(clip, classifier, tmp_path):
-    _, npy, _ = clip
+def test_a_stream_that_disconnects_is_reconnected_and_reported(live_clip, live_classifier, tmp_path):
+    _, npy, _ = live_clip
     port, log = free_port(), tmp_path / "live.jsonl"
     with peers() as start:
         start(npy, port, 0.0, 1.2, speed=2.0)  # the first peer serves 1.2 s, then goes away
-        pipeline = LivePipeline(stream_source(f"tcp://127.0.0.1:{port}"), classifier, LiveOptions(backoff_s=FAST_BACKOFF, log=log))
+        pipeline = LivePipeline(stream_source(f"tcp://127.0.0.1:{port}"), live_classifier, LiveOptions(backoff_s=FAST_BACKOFF, log=log))
         records = []
 
         def replace_the_peer_then_stop(p):
@@ -161,17 +149,17 @@ def test_a_stream_that_disconnects_is_reconnected_and_reported(clip, classifier,
     assert kinds[-1] == "summary" and lines[-1]["reconnects"] == 1
 
 
-def test_replay_unpaced_classifies_every_window_and_logs_each(clip, classifier, tmp_path):
-    path, _, events = clip
+def test_replay_unpaced_classifies_every_window_and_logs_each(live_clip, live_classifier, tmp_path):
+    path, _, events = live_clip
     log = tmp_path / "replay.jsonl"
-    pipeline = LivePipeline(replay_source(path, speed=0), classifier, LiveOptions(log=log))
+    pipeline = LivePipeline(replay_source(path, speed=0), live_classifier, LiveOptions(log=log))
     records = []
     summary = pipeline.run(lambda record, window: records.append(record))
-    expected = expected_windows(events, classifier.framing, pipeline.stride_frames)
-    assert pipeline.stride_frames * classifier.framing.dt_us <= 100_000  # at least 10 updates a second
+    expected = expected_windows(events, live_classifier.framing, pipeline.stride_frames)
+    assert pipeline.stride_frames * live_classifier.framing.dt_us <= 100_000  # at least 10 updates a second
     assert summary["predictions"] == len(records) == expected and summary["dropped_windows"] == 0
     assert [record["stream_s"][1] for record in records] == pytest.approx(
-        [(WINDOW_MS + k * pipeline.stride_frames * classifier.framing.dt_us / 1000) / 1000 for k in range(expected)])
+        [(WINDOW_MS + k * pipeline.stride_frames * live_classifier.framing.dt_us / 1000) / 1000 for k in range(expected)])
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     predictions = [line for line in lines if line["event"] == "prediction"]
     assert predictions == json.loads(json.dumps(records))  # every prediction, in order, as made
@@ -180,21 +168,21 @@ def test_replay_unpaced_classifies_every_window_and_logs_each(clip, classifier, 
     assert summary["events"] == len(events)
 
 
-def test_replay_at_speed_is_paced_by_the_event_clock(clip, classifier):
-    path, _, events = clip
+def test_replay_at_speed_is_paced_by_the_event_clock(live_clip, live_classifier):
+    path, _, events = live_clip
     duration = (int(events["t"][-1]) - int(events["t"][0])) / 1e6
-    pipeline = LivePipeline(replay_source(path, speed=4.0), classifier)
+    pipeline = LivePipeline(replay_source(path, speed=4.0), live_classifier)
     started = time.perf_counter()
     summary = pipeline.run()
     assert time.perf_counter() - started >= 0.95 * duration / 4
-    expected = expected_windows(events, classifier.framing, pipeline.stride_frames)
+    expected = expected_windows(events, live_classifier.framing, pipeline.stride_frames)
     assert summary["windows"] == expected and summary["predictions"] + summary["dropped_windows"] == expected
     assert summary["predictions"] >= 1 and abs(summary["lag_s"]) < 0.2
 
 
 @pytest.mark.parametrize("capacity", [1, 3])
-def test_a_slow_classifier_makes_counted_drops_and_the_handoff_stays_bounded(clip, capacity):
-    path, _, events = clip
+def test_a_slow_classifier_makes_counted_drops_and_the_handoff_stays_bounded(live_clip, capacity):
+    path, _, events = live_clip
     # 0.4 s a window at twice real time: 0.8 s of stream (36 frames) passes per prediction, more than a window
     slow = SlowClassifier(FramingConfig(dt_us=22_500, n_frames=20), seconds=0.4)
     pipeline = LivePipeline(replay_source(path, speed=2.0), slow, LiveOptions(capacity=capacity, warm_up=False))
@@ -210,11 +198,11 @@ def test_a_slow_classifier_makes_counted_drops_and_the_handoff_stays_bounded(cli
     assert [record["dropped_windows"] for record in records] == sorted(record["dropped_windows"] for record in records)
 
 
-def test_dashboard_and_summary_render(clip, classifier):
+def test_dashboard_and_summary_render(live_clip, live_classifier):
     from rich.console import Console
 
-    path, _, _ = clip
-    pipeline = LivePipeline(replay_source(path, speed=0), classifier)
+    path, _, _ = live_clip
+    pipeline = LivePipeline(replay_source(path, speed=0), live_classifier)
     summary = pipeline.run()
     console = Console(record=True, width=140)
     console.print(render_dashboard(pipeline.snapshot()))
@@ -227,7 +215,7 @@ def test_dashboard_and_summary_render(clip, classifier):
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
 
 
-def test_show_draws_each_prediction_and_q_ends_the_run(monkeypatch, clip, classifier):
+def test_show_draws_each_prediction_and_q_ends_the_run(monkeypatch, live_clip, live_classifier):
     import io
 
     import cv2
@@ -242,7 +230,7 @@ def test_show_draws_each_prediction_and_q_ends_the_run(monkeypatch, clip, classi
     monkeypatch.setattr(cv2, "imshow", lambda title, image: shown.append(image))
     monkeypatch.setattr(cv2, "waitKey", lambda delay: ord("q") if len(shown) >= 3 else -1)  # the user presses q
     output = io.StringIO()
-    summary = run_live(replay_source(clip[0], speed=0), classifier, LiveOptions(), Console(file=output, width=120), show=True)
+    summary = run_live(replay_source(live_clip[0], speed=0), live_classifier, LiveOptions(), Console(file=output, width=120), show=True)
     assert summary["predictions"] == len(shown) == 3
     assert all(image.dtype == np.uint8 and image.shape[2] == 3 for image in shown)
     lines = output.getvalue().splitlines()

@@ -9,22 +9,10 @@ import time
 
 import numpy as np
 import pytest
-from live_helpers import FAST_BACKOFF, WINDOW_MS, free_port, watchdog, write_clip
+from live_helpers import FAST_BACKOFF, free_port, watchdog
 
 from masnn.live.pipeline import LiveOptions, LivePipeline
 from masnn.live.sources import camera_source
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    return write_clip(tmp_path_factory.mktemp("live"))
-
-
-@pytest.fixture(scope="module")
-def classifier(untrained_checkpoint):
-    from masnn.classify import Classifier
-
-    return Classifier.load(untrained_checkpoint, "cpu", window_ms=WINDOW_MS)
 
 
 def fake_batch(events):
@@ -61,10 +49,10 @@ class FakeCamera:
         return self.batches.pop(0)
 
 
-def test_camera_unplugged_and_back_is_reconnected(monkeypatch, clip, classifier):
+def test_camera_unplugged_and_back_is_reconnected(monkeypatch, live_clip, live_classifier):
     import dv_processing as dv
 
-    _, _, events = clip
+    _, _, events = live_clip
     answers = iter([FakeCamera(events[: len(events) // 2]), RuntimeError("no device"), *[FakeCamera(events) for _ in range(50)]])
 
     def fake_open(*serial):
@@ -74,7 +62,7 @@ def test_camera_unplugged_and_back_is_reconnected(monkeypatch, clip, classifier)
         return answer
 
     monkeypatch.setattr(dv.io.camera, "open", fake_open)
-    pipeline = LivePipeline(camera_source(), classifier, LiveOptions(backoff_s=FAST_BACKOFF))
+    pipeline = LivePipeline(camera_source(), live_classifier, LiveOptions(backoff_s=FAST_BACKOFF))
     records = []
 
     def stop_after_the_second_connection(record, window):
@@ -103,10 +91,10 @@ def test_no_camera_is_a_clear_error(monkeypatch):
         camera_source().connect()
 
 
-def test_stream_time_going_back_restarts_the_frames(monkeypatch, clip, classifier, tmp_path):
+def test_stream_time_going_back_restarts_the_frames(monkeypatch, live_clip, live_classifier, tmp_path):
     import dv_processing as dv
 
-    events = clip[2]
+    events = live_clip[2]
 
     def restarting_camera(*serial):
         camera = FakeCamera(events[: len(events) // 2])
@@ -115,7 +103,7 @@ def test_stream_time_going_back_restarts_the_frames(monkeypatch, clip, classifie
 
     monkeypatch.setattr(dv.io.camera, "open", restarting_camera)
     log = tmp_path / "live.jsonl"
-    pipeline = LivePipeline(camera_source(), classifier, LiveOptions(backoff_s=FAST_BACKOFF, log=log))
+    pipeline = LivePipeline(camera_source(), live_classifier, LiveOptions(backoff_s=FAST_BACKOFF, log=log))
 
     def stop_when_unplugged(p):
         if p.stats.disconnects:
