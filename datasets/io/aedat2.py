@@ -40,9 +40,9 @@ def _decode_dvs128(words, n_pairs, start, end, wrap_state, out):
         if raw_t < wrap_state[1] - (1 << 31):
             wrap_state[0] += 1
         wrap_state[1] = raw_t
-        if address & 0x8000:
+        if address & EXTERNAL_EVENT_BIT:
             continue
-        t = raw_t + wrap_state[0] * (1 << 32)
+        t = raw_t + wrap_state[0] * WRAP
         if t < start:
             continue
         if t >= end:

@@ -19,7 +19,7 @@ from masnn.datasets.io.blocks import iter_blocks, read_text_header
 from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS, Recording, sensor_from_camera_name
 
 AEDAT31_MAGIC = b"#!AER-DAT3."
-HEADER_BYTES = 28
+HEADER_WORDS = 7  # a packet header: 28 bytes
 POLARITY_EVENT = 1
 NO_LIMIT = np.iinfo(np.int64).max
 
@@ -41,7 +41,7 @@ def _decode_packets(words, n_words, at_end, start, end, out):
     """
     pos = 0
     n = 0
-    while pos + 7 <= n_words:
+    while pos + HEADER_WORDS <= n_words:
         event_type = words[pos] & 0xFFFF
         event_size = np.int32(words[pos + 1])
         overflow = np.int64(words[pos + 3])
@@ -51,22 +51,22 @@ def _decode_packets(words, n_words, at_end, start, end, out):
             return pos, n, _BAD_HEADER, 0, pos
         if event_type == POLARITY_EVENT and event_size != 8:
             return pos, n, _BAD_HEADER, 0, pos
-        packet_words = 7 + capacity * (event_size // 4)
+        packet_words = HEADER_WORDS + capacity * (event_size // 4)
         complete = pos + packet_words <= n_words
         if not complete and not (at_end and pos == 0):
             return pos, n, _OK, packet_words, 0
         if event_type == POLARITY_EVENT:
-            available = number if complete else min(number, (n_words - pos - 7) // 2)
+            available = number if complete else min(number, (n_words - pos - HEADER_WORDS) // 2)
             base = overflow << 31
             if available > 0:
-                last = base | np.int64(words[pos + 7 + 2 * (available - 1) + 1])
+                last = base | np.int64(words[pos + HEADER_WORDS + 2 * (available - 1) + 1])
                 if last < start:
                     available = 0  # the whole packet precedes the selection: skip it undecoded
             for k in range(available):
-                data = words[pos + 7 + 2 * k]
+                data = words[pos + HEADER_WORDS + 2 * k]
                 if data & 1 == 0:
                     continue
-                t = base | np.int64(words[pos + 8 + 2 * k])
+                t = base | np.int64(words[pos + HEADER_WORDS + 1 + 2 * k])
                 if t < start:
                     continue
                 if t >= end:
