@@ -14,6 +14,7 @@ than ``min_events`` events are "idle" (no prediction is made from nothing).
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -23,7 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from masnn.checkpoint import build_model, framing_config, load_checkpoint
+from masnn.checkpoint import MAX_DT_US, build_model, framing_config, is_number, load_checkpoint
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
@@ -35,6 +36,10 @@ DEFAULT_WEIGHTS = "gesture-tcsa"
 SAMPLE_RECORDING = "sample-gesture.aedat4"
 IDLE = "idle"
 CLIP_SECONDS = 8.0
+MODES = ("auto", "clip", "timeline")
+MAX_WINDOWS = 10_000_000  # a week of 60 ms strides; more is a mistake (a stride of microseconds), not a run
+MAX_BINS = 10 * MAX_WINDOWS  # frames streamed to make the windows, however far apart the windows are
+DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def shipped_file(name: str) -> Path:
@@ -60,13 +65,32 @@ def resolve_weights(spec: str | Path | None) -> Path:
     raise ValueError(f"{spec}: neither a checkpoint file nor a shipped model (shipped: {names})")
 
 
-def _device(name: str) -> torch.device:
+def torch_device(name: str) -> torch.device:
+    """auto (CUDA when there is one), cpu, cuda or cuda:N; ValueError for another name or a missing GPU."""
+    if not isinstance(name, str) or not DEVICES.fullmatch(name):
+        raise ValueError(f"--device: must be auto, cpu, cuda or cuda:N (got {name!r})")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        raise ValueError(f"--device: {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device: {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def window_framing(framing: FramingConfig, window_ms: float) -> FramingConfig:
+    """The model's framing with dt = window / T (the model still sees T frames); ValueError for a window that
+    is not a finite positive number or gives frames under 1 us or over 10 s."""
+    steps = framing.n_frames
+    if not is_number(window_ms) or window_ms <= 0:
+        raise ValueError(f"--window: must be a positive number of milliseconds (got {window_ms})")
+    dt_us = int(round(window_ms * 1000 / steps))
+    if not 1 <= dt_us <= MAX_DT_US:
+        raise ValueError(f"--window: {window_ms} ms gives frames of {window_ms * 1000 / steps:.3g} us for the model's "
+                         f"T = {steps}; frames must last 1 us to {MAX_DT_US // 1_000_000} s "
+                         f"(a window from {steps / 1000:g} ms to {steps * MAX_DT_US / 1000:,.0f} ms)")
+    return FramingConfig(dt_us, steps, framing.size, framing.mode, framing.denoise_us)
 
 
 @dataclass
@@ -87,20 +111,19 @@ class Classifier:
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto", window_ms: float | None = None) -> "Classifier":
         """``window_ms`` other than the trained T x dt changes dt to window / T (the model still sees T frames)."""
+        target = torch_device(device)  # options first: a bad one is refused before the checkpoint is read
         path = resolve_weights(weights)
-        checkpoint = load_checkpoint(path)
-        config = checkpoint.get("config", {})
+        checkpoint = load_checkpoint(path)  # checked against its schema: the fields below are there and sane
+        config = checkpoint.get("config") or {}
         args = checkpoint["model_args"]
         framing = framing_config(config.get("framing", {}), args["T"])
         if window_ms is not None:
-            if window_ms <= 0:
-                raise ValueError(f"--window must be positive, got {window_ms} ms")
-            framing = FramingConfig(int(round(window_ms * 1000 / args["T"])), framing.n_frames, framing.size, framing.mode, framing.denoise_us)
+            framing = window_framing(framing, window_ms)
         model = build_model(checkpoint).eval()
-        torch_device = _device(device)
-        runner = prepare_for_inference(model) if torch_device.type == "cpu" else model.to(torch_device)
+        runner = prepare_for_inference(model) if target.type == "cpu" else model.to(target)
         names = list(config.get("class_names") or [f"class {i}" for i in range(args["num_classes"])])
-        return cls(model, runner, framing, names, str(path), dict(args), torch_device, config.get("loss", "mse"), config.get("ce_scale", 10.0))
+        return cls(model, runner, framing, names, str(path), dict(args), target, config.get("loss", "mse"),
+                   config.get("ce_scale", 10.0))
 
     @property
     def window_us(self) -> int:
@@ -146,19 +169,39 @@ class Window:
 
 
 def iter_windows(recording, framing: FramingConfig, stride_us: int) -> Iterator[Window]:
-    """Sliding windows of ``framing.n_frames`` bins, every ``stride_us`` rounded to whole bins (at least one)."""
+    """Sliding windows of ``framing.n_frames`` bins, every ``stride_us`` rounded to whole bins (at least one).
+    Bounded: dt and T must be positive, and a recording may not make more than MAX_BINS bins or MAX_WINDOWS
+    windows (ValueError naming the file: before any frame is made where the format tells the time range,
+    else as soon as the count is passed)."""
     steps, dt = framing.n_frames, framing.dt_us
+    if not (is_number(dt) and dt >= 1 and is_number(steps) and steps >= 1):
+        raise ValueError(f"{recording.info.path}: frames of {dt} us x {steps}: both must be at least 1")
+    if not is_number(stride_us) or stride_us <= 0:
+        raise ValueError(f"--stride: must be a positive number of microseconds (got {stride_us})")
     stride = max(1, int(round(stride_us / dt)))
+    if recording.info.time_range is not None:
+        first, last = recording.info.time_range
+        _check_counts(recording.info.path, dt, (last - first) // dt + 1, steps, stride)
     held = None  # the frames some window still needs
     first_bin = 0  # bin index of held[0]
     for block in iter_recording_frames(recording, framing, first_event_time(recording)):
         held = block if held is None else np.concatenate([held, block])
+        _check_counts(recording.info.path, dt, first_bin + len(held), steps, stride)
         while len(held) >= steps:
             yield Window(first_bin * dt, held[:steps])
             held, first_bin = held[stride:], first_bin + stride
     if first_bin == 0 and held is not None:  # no window yet: the recording is shorter than one
         padding = np.zeros((steps - len(held), *held.shape[1:]), held.dtype)
         yield Window(0, np.concatenate([held, padding]), padded=True)
+
+
+def _check_counts(path, dt: int, bins: int, steps: int, stride: int) -> None:
+    """Hours of microsecond frames would run for days, not end: refuse more than MAX_BINS bins or MAX_WINDOWS
+    windows (``bins`` so far, or all the recording's time range holds)."""
+    windows = max(1, (bins - steps) // stride + 1)
+    if windows > MAX_WINDOWS or bins > MAX_BINS:
+        raise ValueError(f"{path}: {(bins - 1) * dt / 1e6:,.1f} s in frames of {dt} us make {bins:,} frames and "
+                         f"{windows:,} windows (at most {MAX_BINS:,} and {MAX_WINDOWS:,}); use a longer --window or --stride")
 
 
 def smooth(probabilities: np.ndarray, width: int) -> np.ndarray:
@@ -223,10 +266,16 @@ class ClassifyOptions:
     mode: str = "auto"  # auto | clip | timeline
 
     def __post_init__(self):  # checked before any work, not after a long recording was classified
-        if self.mode not in ("auto", "clip", "timeline"):
-            raise ValueError(f"mode must be auto, clip or timeline, got {self.mode!r}")
-        if self.stride_ms is not None and self.stride_ms <= 0:
-            raise ValueError(f"--stride must be positive, got {self.stride_ms} ms")
+        if self.mode not in MODES:
+            raise ValueError(f"--mode: must be one of {', '.join(MODES)} (got {self.mode!r})")
+        for name in ("window_ms", "stride_ms"):
+            value = getattr(self, name)
+            if value is not None and not (is_number(value) and value > 0):
+                raise ValueError(f"--{name[:-3]}: must be a positive number of milliseconds (got {value})")
+        for name, low in (("top_k", 1), ("smoothing", 1), ("min_windows", 1), ("min_events", 0)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= low):
+                raise ValueError(f"--{name.replace('_', '-')}: must be a whole number >= {low} (got {value!r})")
 
 
 def classify_recording(path: str | Path, classifier: Classifier, options: ClassifyOptions = ClassifyOptions(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import inspect
 from collections.abc import Callable
 
 _MODEL_MODULES = ("masnn.models.networks",)  # modules whose import registers variants
@@ -42,3 +43,24 @@ def create_model(name: str, **kwargs):
     model = _registry[name](**kwargs)
     model.model_args = {"name": name, **kwargs}
     return model
+
+
+def model_parameters(name: str) -> dict[str, inspect.Parameter] | None:
+    """The keyword arguments a registered model accepts (name -> parameter, with its default), for checking a
+    checkpoint's model arguments before building anything. A variant that only forwards ``**kwargs``
+    (``def ma_snn_3layer(**kwargs): return ma_snn_3layer_net(**kwargs)``) accepts what the one module-level
+    function it calls accepts. None when that cannot be told (a builder calling several functions)."""
+    _load()
+    if name not in _registry:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(_registry))}")
+    fn, seen = _registry[name], set()
+    while fn not in seen:
+        seen.add(fn)
+        parameters = inspect.signature(fn).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return {k: p for k, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        called = [fn.__globals__[n] for n in fn.__code__.co_names if inspect.isfunction(fn.__globals__.get(n))]
+        if len(called) != 1:
+            return None
+        fn = called[0]
+    return None

@@ -1,9 +1,7 @@
 from pathlib import Path
 
 import pytest
-
-# Small real recordings live beside the checkout (../shared/data/real), never inside it.
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+from real_data import REAL_DATA
 
 
 @pytest.fixture

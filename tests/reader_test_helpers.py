@@ -2,6 +2,10 @@
 AEDAT 4.0 files written and read back by dv-processing (the reference that is not masnn's code)."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import aedat_test_writers as aw
 import numpy as np
 
@@ -62,3 +66,11 @@ def read_dv(path) -> dict:
             parts.append(batch.numpy())
     a = np.concatenate(parts)
     return {"t": a["timestamp"], "x": a["x"], "y": a["y"], "p": a["polarity"]}
+
+
+def run_isolated(code: str, timeout: float, memory: int | None = None) -> subprocess.CompletedProcess:
+    """Runs ``code`` (dedented) in a fresh Python, optionally with its address space capped at ``memory`` bytes:
+    a case that used to hang or to allocate without bound then fails its test instead of stalling the run."""
+    limit = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory}))\n" if memory else ""
+    return subprocess.run([sys.executable, "-c", limit + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout)

@@ -153,9 +153,11 @@ def test_real_aedat4_recordings(real_data, untrained_checkpoint, name):
     (["missing.aedat4"], "missing.aedat4: no such file"),
     (["{clip}", "--weights", "no-such-model"], "no-such-model: neither a checkpoint file nor a shipped model"),
     (["{clip}", "--weights", "{clip}"], "not a readable masnn checkpoint"),
-    (["{clip}", "--mode", "sideways", "--weights", "{weights}"], "mode must be auto, clip or timeline"),
-    (["{clip}", "--stride", "0", "--weights", "{weights}"], "--stride must be positive"),
-    (["{clip}", "--render", "out.avi", "--weights", "{weights}"], "must end in .mp4 or .gif"),
+    (["{clip}", "--mode", "sideways", "--weights", "{weights}"], "--mode: must be one of auto, clip, timeline"),
+    (["{clip}", "--stride", "0", "--weights", "{weights}"], "--stride: input should be greater than or equal to 0.001"),
+    (["{clip}", "--render", "out.avi", "--weights", "{weights}"], "--render: must end in .mp4 or .gif"),
+    (["{clip}", "--window", "0.001", "--weights", "{weights}"], "--window: 0.001 ms gives frames of 0.05 us"),
+    (["{clip}", "--device", "tpu", "--weights", "{weights}"], "--device: must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_input_is_one_error_line(clip, untrained_checkpoint, args, message):
     result = masnn("classify", *[a.format(clip=clip, weights=untrained_checkpoint) for a in args])
@@ -163,6 +165,52 @@ def test_bad_input_is_one_error_line(clip, untrained_checkpoint, args, message):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_the_python_api_checks_its_options_too(untrained_checkpoint):
+    for options, message in [(dict(stride_ms=float("nan")), "--stride"), (dict(window_ms=0.0), "--window"),
+                             (dict(top_k=0), "--top-k"), (dict(min_events=-1), "--min-events"), (dict(mode="x"), "--mode")]:
+        with pytest.raises(ValueError, match=message):
+            ClassifyOptions(**options)
+    with pytest.raises(ValueError, match="--window: 0.001 ms gives frames of 0.05 us"):
+        Classifier.load(untrained_checkpoint, "cpu", window_ms=0.001)
+    with pytest.raises(ValueError, match="--device: must be auto, cpu, cuda or cuda:N"):
+        Classifier.load(untrained_checkpoint, "tpu")
+
+
+def test_windows_are_bounded_by_the_recording_and_their_framing(clip):
+    with open_recording(clip) as recording:  # 2 s: 10 frames of 200 ms, a window of 4 at each of the first 7
+        assert len(list(iter_windows(recording, FramingConfig(dt_us=200_000, n_frames=4, size=8), 1))) == 7
+        for framing in (FramingConfig(dt_us=0, n_frames=4), FramingConfig(dt_us=-45_000, n_frames=4),
+                        FramingConfig(dt_us=1_000, n_frames=0)):
+            with pytest.raises(ValueError, match="both must be at least 1"):
+                next(iter_windows(recording, framing, 10_000))
+        with pytest.raises(ValueError, match="--stride"):
+            next(iter_windows(recording, FramingConfig(dt_us=1_000, n_frames=4), -5))
+
+
+def test_too_many_windows_are_refused_before_any_frame(clip, monkeypatch):
+    import masnn.classify as classify
+
+    monkeypatch.setattr(classify, "MAX_WINDOWS", 1_000)
+    with open_recording(clip) as recording:
+        with pytest.raises(ValueError, match=r"guitar.aedat4: 2.0 s in frames of 1000 us make 2,0\d\d frames and 1,9\d\d windows"):
+            next(iter_windows(recording, FramingConfig(dt_us=1_000, n_frames=20), 1_000))
+
+
+def test_a_recording_without_a_time_range_is_stopped_at_the_bound(tmp_path, monkeypatch):
+    import aedat_test_writers as aw
+
+    import masnn.classify as classify
+
+    k = np.arange(2000)  # 1 s of events, in AEDAT 3.1: no time range before decoding
+    path = tmp_path / "long.aedat"
+    aw.write_aedat31(path, aw.polarity_packets(k % 128, k % 128, 1000 + 500 * k, k % 2, sizes=(500,)))
+    monkeypatch.setattr(classify, "MAX_BINS", 5_000)
+    with open_recording(path) as recording:
+        assert recording.info.time_range is None
+        with pytest.raises(ValueError, match=r"long.aedat: .* frames of 100 us make \d"):
+            list(iter_windows(recording, FramingConfig(dt_us=100, n_frames=4, size=8), 100_000))
 
 
 def test_cli_render_writes_a_video_opencv_reads(clip, untrained_checkpoint, tmp_path):

@@ -3,77 +3,17 @@ process), a replayed recording, the drop policy under a slow classifier, the das
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from live_helpers import FAST_BACKOFF, WINDOW_MS, free_port, watchdog
+from live_helpers import FAST_BACKOFF, WINDOW_MS, free_port, peers, watchdog
 
 from masnn.datasets.loaders.table import GESTURE_CLASSES
 from masnn.datasets.transforms.pipeline import FramingConfig
 from masnn.live.pipeline import LiveOptions, LivePipeline
 from masnn.live.sources import replay_source, stream_source
 from masnn.live.view import event_image, render_dashboard, summary_table
-
-# A DV protocol peer: serves the events of an .npy file (stream seconds [start, stop) from the first event)
-# on 127.0.0.1:PORT once a client connects, paced at SPEED x real time, then exits, closing the connection.
-# It runs in its own process: dv-processing's NetworkWriter cannot be destroyed in a process while a client
-# is connected (its destructor waits holding the GIL), and a process ending is a true disconnect.
-PEER = r"""
-import os, sys, time
-import numpy as np
-import dv_processing as dv
-path, port, start_s, stop_s, speed = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-events = np.load(path)
-t = events["t"] - events["t"][0]
-events = events[(t >= start_s * 1e6) & (t < stop_s * 1e6)]
-stores, ends = [], []
-for batch in np.split(events, np.searchsorted(events["t"], np.arange(events["t"][0], events["t"][-1], 10_000)[1:])):
-    store = dv.EventStore()
-    for ts, x, y, p in zip(batch["t"].tolist(), batch["x"].tolist(), batch["y"].tolist(), batch["p"].tolist()):
-        store.push_back(ts, x, y, bool(p))
-    stores.append(store)
-    ends.append(int(batch["t"][-1]))
-writer = dv.io.NetworkWriter("127.0.0.1", port, dv.io.Stream.EventStream(0, "events", "DVS128_test", (128, 128)))
-print("listening", flush=True)
-deadline = time.time() + 20
-while writer.getClientCount() == 0 and time.time() < deadline:
-    time.sleep(0.005)
-begin = time.perf_counter()
-for store, end in zip(stores, ends):
-    time.sleep(max(0.0, begin + (end - ends[0]) / 1e6 / speed - time.perf_counter()))
-    writer.writeEvents(store)
-while writer.getQueuedPacketCount():
-    time.sleep(0.005)
-time.sleep(0.1)
-print("sent", len(events), flush=True)
-os._exit(0)
-"""
-
-
-@contextmanager
-def peers():
-    """Starts DV peers on demand; kills any still running at the end."""
-    started = []
-
-    def start(events_path, port, start_s=0.0, stop_s=99.0, speed=1.0, wait=True):
-        process = subprocess.Popen([sys.executable, "-c", PEER, str(events_path), str(port), str(start_s), str(stop_s), str(speed)],
-                                   stdout=subprocess.PIPE, text=True)
-        started.append(process)
-        if wait:
-            assert process.stdout.readline().strip() == "listening"
-        return process
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-            process.wait(10)
 
 
 def expected_windows(events, framing: FramingConfig, stride_frames: int) -> int:

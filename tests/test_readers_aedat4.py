@@ -1,17 +1,21 @@
 """AEDAT 4.0 reader and its packet decoder against dv-processing: compressions, truncated and corrupt files,
-batch and buffer sizes, faults named with their event, a missing packet index, resolution and camera;
-masnn's AEDAT 4.0 writer read by dv-processing."""
+batch and buffer sizes, faults named with their event, a missing packet index, resolution and camera, time
+selections through the packet table against the same selection of a whole read; masnn's AEDAT 4.0 writer
+read by dv-processing. Damaged files: test_aedat4_damaged."""
 from __future__ import annotations
 
 import struct
+import warnings
 
 import numpy as np
 import pytest
+from aedat4_damage import DECODED_HERE, recorded, set_table_position
 from reader_test_helpers import AEDAT4_T0, N, assert_events, read_dv, synthetic, write_dv
 
 from masnn.datasets.events import EVENT_DTYPE, EventFileError, TruncatedRecordingWarning
 from masnn.datasets.io import lz4_frame
 from masnn.datasets.io.readers import open_recording, read_events
+from masnn.datasets.io.writers import write_aedat4
 
 
 @pytest.mark.parametrize("compression", ["NONE", "LZ4", "LZ4_HIGH", "ZSTD", "ZSTD_HIGH"])
@@ -148,7 +152,7 @@ def test_aedat4_without_its_packet_index_is_read_whole_with_a_warning(tmp_path):
     write_dv(full, events, breaks=PACKET_BREAKS, compression="NONE")
     data = full.read_bytes()
     cut.write_bytes(data[: len(data) - 20])  # inside the index written after the last packet
-    with pytest.warns(TruncatedRecordingWarning, match="refuses"):
+    with pytest.warns(TruncatedRecordingWarning, match="packet index is cut short; its packets were read from the start"):
         recording = open_recording(cut)
     with recording:
         got = recording.read()
@@ -172,8 +176,6 @@ def test_aedat4_resolution_and_camera_from_file(tmp_path):
 def test_write_aedat4_is_read_by_dv_processing(tmp_path):
     import dv_processing as dv
 
-    from masnn.datasets.io.writers import write_aedat4
-
     events = synthetic(n=1500, t0=AEDAT4_T0, width=346, height=260)
     array = np.zeros(1500, dtype=EVENT_DTYPE)
     for k in "xytp":
@@ -183,3 +185,60 @@ def test_write_aedat4_is_read_by_dv_processing(tmp_path):
     assert tuple(dv.io.MonoCameraRecording(str(path)).getEventResolution()) == (346, 260)
     assert_events(array, read_dv(path))
     assert_events(read_events(path)[0], events)
+
+
+# ------------------------------------------------------------------------------- time selections
+
+def _windows(t):
+    gap = int(np.argmax(np.diff(t)))  # the quiet gap in the middle of the synthetic recording
+    return [
+        (None, int(t[100])), (int(t[100]), None), (int(t[0]), int(t[-1]) + 1), (None, None),
+        (int(t[gap]) + 1, int(t[gap + 1])),  # inside the gap: no events
+        (int(t[0]) - 1000, int(t[0])), (int(t[-1]) + 1, int(t[-1]) + 1000),  # before and after: none
+        (int(t[1234]), int(t[1234]) + 1), (int(t[PACKET_BREAKS[1]]), int(t[PACKET_BREAKS[4]])),
+        (int(t[PACKET_BREAKS[1]]) - 1, int(t[PACKET_BREAKS[1]]) + 1), (int(t[gap]), int(t[gap + 1]) + 1),
+        (int(t[2999]), int(t[2999]) + 5), (int(t[500]), int(t[400])),  # an end before the start: none
+    ]
+
+
+def _assert_selection_as_whole(recording, whole, start, end):
+    t = whole["t"]
+    keep = np.ones(len(t), bool) if start is None else t >= start
+    keep &= True if end is None else t < end
+    if not keep.any():
+        with pytest.raises(EventFileError, match="no events"):
+            recording.read(start, end)
+    else:
+        np.testing.assert_array_equal(recording.read(start, end), whole[keep])
+
+
+@pytest.mark.parametrize("compression", DECODED_HERE)
+@pytest.mark.parametrize("table", ["table", "no table"])
+def test_time_selections_equal_the_same_selection_of_a_whole_read(tmp_path, compression, table):
+    path, events = recorded(tmp_path, compression)
+    if table == "no table":
+        set_table_position(path, -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncatedRecordingWarning)
+        with open_recording(path) as recording:
+            assert (recording._packets is not None) == (table == "table")
+            whole = recording.read()
+            assert_events(whole, events)
+            for start, end in _windows(events["t"]):
+                _assert_selection_as_whole(recording, whole, start, end)
+
+
+def test_time_selections_of_masnn_written_file(tmp_path):
+    events = np.zeros(45_000, EVENT_DTYPE)
+    rng = np.random.default_rng(3)
+    events["t"] = AEDAT4_T0 + np.cumsum(rng.integers(0, 30, len(events)))
+    events["x"], events["y"], events["p"] = rng.integers(0, 346, len(events)), rng.integers(0, 260, len(events)), 1
+    path = tmp_path / "masnn.aedat4"
+    write_aedat4(path, events, (346, 260), camera="DAVIS346")  # packets of 10 000 events
+    with open_recording(path) as recording:
+        whole = recording.read()
+        np.testing.assert_array_equal(whole, events)
+        assert recording.info.time_range == (events["t"][0], events["t"][-1])
+        t = events["t"]
+        for start, end in [(int(t[9999]), int(t[10001])), (int(t[5]), int(t[44_000])), (int(t[-1]), None)]:
+            _assert_selection_as_whole(recording, whole, start, end)

@@ -3,6 +3,9 @@ import json
 import os
 import random
 import socket
+import subprocess
+import sys
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -11,11 +14,12 @@ import torch
 import torch.multiprocessing as mp
 
 from masnn.checkpoint import build_model, load_checkpoint
+from masnn.datasets.io import writers
 from masnn.training.config import TrainConfig, load_config
 from masnn.training.loop import PAPER_BEST_TEST, accuracy, train
 
 TINY = {"model": "ma-snn-3layer", "attention": "none", "T": 4, "num_classes": 3, "model_kwargs": {"input_size": 8},
-        "batch_size": 8, "lr": 1e-3, "epochs": 2, "seed": 0}
+        "framing": {"size": 8}, "batch_size": 8, "lr": 1e-3, "epochs": 2, "seed": 0}  # frames as large as the input
 
 
 class Blobs(torch.utils.data.Dataset):
@@ -118,6 +122,66 @@ def test_resume_after_interrupted_epoch_equals_uninterrupted_run(tmp_path):
     full, resumed = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
     assert_same(full["model"], resumed["model"])
     assert full["history"][-1]["train_loss"] == resumed["history"][-1]["train_loss"]
+    assert_same(weights(tmp_path / "full" / "best.pt"), weights(tmp_path / "cut" / "best.pt"))
+
+
+def _held(path) -> int:
+    return load_checkpoint(path)["data"]["epoch"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "older"])
+def test_resume_restores_best_pt_lost_between_the_two_writes(tmp_path, damage):
+    """A kill after last.pt and before best.pt (the order runs used to write them in) lost the best epoch's
+    checkpoint for good; a resume now rebuilds it, even when no epoch is left to train."""
+    cfg = config(tmp_path, "run")  # 2 epochs, chosen by the lowest training loss
+    train(cfg, Blobs(24), progress=False)
+    history = load_checkpoint(tmp_path / "run" / "last.pt")["history"]
+    assert history[1]["train_loss"] < history[0]["train_loss"]  # epoch 2 is the best: best.pt holds it
+    uninterrupted = weights(tmp_path / "run" / "best.pt")
+    best = tmp_path / "run" / "best.pt"
+    if damage == "missing":
+        best.unlink()
+    else:  # the best.pt of epoch 1, from a run interrupted in epoch 2
+        with pytest.raises(Interrupted):
+            train(replace(cfg, out_dir=str(tmp_path / "older")), Interrupting(24, after=24 + 12), progress=False)
+        assert _held(tmp_path / "older" / "best.pt") == 1
+        best.write_bytes((tmp_path / "older" / "best.pt").read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt without a word: nothing was lost
+        train(cfg, Blobs(24), progress=False, resume=True)
+    assert _held(best) == 2
+    assert_same(weights(best), uninterrupted)
+    assert [p.name for p in (tmp_path / "run").iterdir() if ".tmp" in p.name] == []
+
+
+def test_resume_says_when_an_older_best_is_lost_for_good(tmp_path):
+    cfg = config(tmp_path, "run")
+    train(cfg, Blobs(24), progress=False)
+    last = tmp_path / "run" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["history"][0]["train_loss"] = 0.0  # make epoch 1 the best one
+    ckpt["best"] = 0.0
+    torch.save(ckpt, last)
+    (tmp_path / "run" / "best.pt").unlink()
+    with pytest.warns(UserWarning, match=r"best.pt: the checkpoint of epoch 1 .* lost by an interrupted run \(missing\)"):
+        train(cfg, Blobs(24), progress=False, resume=True)
+    assert not (tmp_path / "run" / "best.pt").exists()  # never a checkpoint of another epoch under its name
+
+
+def test_resume_with_nothing_to_resume_starts_a_fresh_run(tmp_path):
+    fresh = train(config(tmp_path, "fresh"), Blobs(16), progress=False)
+    cfg = config(tmp_path, "killed-early")
+    (tmp_path / "killed-early").mkdir()  # a run killed before its first epoch ended: no last.pt, maybe half of one
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    half = tmp_path / "killed-early" / f".last.masnn-{writers._HOST}-{dead.pid}-0.tmp.pt"
+    half.write_bytes(b"half a checkpoint")
+    with pytest.warns(UserWarning, match=r"killed-early/last.pt: nothing to resume, starting a fresh run"):
+        resumed = train(cfg, Blobs(16), progress=False, resume=True)
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    assert resumed["train_loss"] == fresh["train_loss"]
+    assert_same(weights(tmp_path / "fresh" / "last.pt"), weights(tmp_path / "killed-early" / "last.pt"))
+    assert not half.exists()  # the killed run's temporary went with the next run in its folder
 
 
 def _free_port() -> int:
@@ -209,10 +273,11 @@ def test_cli_trains_on_a_synthetic_gesture_set(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "masnn", "train", "--data", str(tmp_path / "data"), "--preset", "gesture-cpu-small",
-         "--epochs", "1", "--batch-size", "4", "--scheduler", "none", "--loss", "ce", "--out", str(out)],
+         "--epochs", "1", "--batch-size", "4", "--scheduler", "none", "--loss", "ce", "--out", str(out), "--resume"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
+    assert f"warning: {out / 'last.pt'}: nothing to resume, starting a fresh run" in result.stderr  # --resume, nothing yet
     with open(out / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and rows[0]["val_acc"] != ""  # validation carved from the training users

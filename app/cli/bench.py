@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from masnn.cli import checks
+from masnn.cli.checks import MS_MIN, finite
 from masnn.cli.console import console
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (speed and memory targets).")
@@ -15,8 +17,8 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (speed and memory
 
 @bench_app.command("ingest")
 def bench_ingest(
-    events: int = typer.Option(4_000_000, help="Events in the framing benchmark."),
-    big_mb: int = typer.Option(1024, help="Size of the recording framed for the memory benchmark (MB)."),
+    events: int = typer.Option(4_000_000, min=1, help="Events in the framing benchmark."),
+    big_mb: int = typer.Option(1024, min=1, help="Size of the recording framed for the memory benchmark (MB)."),
     workdir: Optional[Path] = typer.Option(None, help="Where to write the benchmark's files (default: a temp folder)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
@@ -28,12 +30,11 @@ def bench_ingest(
         print(json.dumps(results, indent=2))
 
 
-
 @bench_app.command("model")
 def bench_model(
-    neurons: int = typer.Option(1_000_000, help="LIF neurons in the layer."),
-    steps: int = typer.Option(60, help="Time steps T."),
-    surrogate: str = typer.Option("sigmoid", help="Surrogate gradient (sigmoid is the one SpikingJelly shares)."),
+    neurons: int = typer.Option(1_000_000, min=1, help="LIF neurons in the layer."),
+    steps: int = typer.Option(60, min=1, help="Time steps T."),
+    surrogate: str = typer.Option("sigmoid", callback=checks.surrogate, help="Surrogate gradient (sigmoid is the one SpikingJelly shares)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """LIF forward + backward on the CPU (reference loop vs fused path, vs SpikingJelly if installed), then
@@ -59,11 +60,11 @@ def bench_model(
 
 @bench_app.command("live")
 def bench_live(
-    rate: float = typer.Option(12e6, help="Input events/s (12 M is the DAVIS346's maximum)."),
-    seconds: float = typer.Option(15.0, help="Stream seconds to feed."),
+    rate: float = typer.Option(12e6, callback=checks.positive, help="Input events/s, > 0 (12 M is the DAVIS346's maximum)."),
+    seconds: float = typer.Option(15.0, callback=checks.positive, help="Stream seconds to feed (> 0)."),
     weights: Optional[str] = typer.Option(None, help="Model (default: the shipped one, else an untrained one)."),
-    stride: float = typer.Option(100.0, help="Milliseconds between predictions."),
-    device: str = typer.Option("cpu"),
+    stride: float = typer.Option(100.0, min=MS_MIN, callback=finite, help="Milliseconds between predictions."),
+    device: str = typer.Option("cpu", callback=checks.device, help="auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """The live pipeline fed from memory at a DAVIS346's top rate: sustained events/s, latency, drops, memory."""
@@ -75,3 +76,36 @@ def bench_live(
     else:
         console.print(benchmark_table(result))
 
+
+
+@bench_app.command("fuzz")
+def bench_fuzz(
+    per_kind: int = typer.Option(3, min=1, help="Variants of each kind of damage (truncation, flips, zeros, lengths) per seed file."),
+    commands: str = typer.Option("inspect,frames,select,classify", help="Commands to run each variant through (select: frames from 0.3 s in)."),
+    real: Optional[Path] = typer.Option(None, help="A folder of real recordings to add as seeds (AEDAT 2.0, Prophesee, AEDAT 4.0)."),
+    timeout: float = typer.Option(30.0, callback=checks.positive, help="Seconds a run may take before it counts as a hang."),
+    seed: int = typer.Option(0, min=0, help="Seed of the damage."),
+    as_json: bool = typer.Option(False, "--json", help="Every run's outcome as JSON."),
+):
+    """Damaged recordings of every format through the CLI, in a worker with a time limit and a memory cap: how many
+    runs were read, refused in one line, salvaged with a warning, crashed, hung, blew up memory, printed a traceback
+    or more than one line, or read a value that is wrong on purpose without a word. Exit code 1 if any run went wrong."""
+    from masnn.bench.fuzz import OUTCOMES, run_fuzz
+
+    chosen = tuple(c.strip() for c in commands.split(",") if c.strip())
+    unknown = sorted(set(chosen) - {"inspect", "frames", "select", "classify"})
+    if unknown:
+        raise ValueError(f"--commands: unknown command(s) {unknown}; choose from inspect, frames, select, classify")
+    result = run_fuzz(per_kind, chosen, seed, real, timeout)
+    if as_json:
+        print(json.dumps(result, indent=1))
+    else:
+        table = Table(title=f"masnn bench fuzz: {result['runs']} runs")
+        table.add_column("outcome")
+        for command in chosen:
+            table.add_column(command, justify="right")
+        for name in OUTCOMES:
+            table.add_row(name, *(str(result["table"][name][c]) for c in chosen))
+        console.print(table)
+    if result["bad"]:
+        raise typer.Exit(1)

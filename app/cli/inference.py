@@ -11,7 +11,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from masnn.cli import checks
+from masnn.cli.checks import MS_MIN, finite
 from masnn.cli.console import console
+from masnn.cli.errors import reading
 
 commands = typer.Typer()
 
@@ -43,14 +46,14 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead 
 def classify(
     file: Optional[Path] = typer.Argument(None, help="A recording (AEDAT4, AEDAT 3.1/2.0, EVT, npz, text). Default: the shipped sample clip."),
     weights: Optional[str] = typer.Option(None, help="A shipped model's name (see masnn models --shipped) or a checkpoint path. Default: gesture-tcsa."),
-    window: Optional[float] = typer.Option(None, help="Window in ms (default: the model's T x dt; other values change dt to window / T)."),
-    stride: Optional[float] = typer.Option(None, help="Stride in ms, rounded to whole frames (default: half a window)."),
+    window: Optional[float] = typer.Option(None, min=MS_MIN, callback=finite, help="Window in ms (default: the model's T x dt; other values change dt to window / T)."),
+    stride: Optional[float] = typer.Option(None, min=MS_MIN, callback=finite, help="Stride in ms, rounded to whole frames (default: half a window)."),
     top_k: int = typer.Option(3, "--top-k", min=1),
-    mode: str = typer.Option("auto", help="auto (clip up to 8 s, else timeline), clip or timeline."),
-    min_events: int = typer.Option(200, help="Windows with fewer events are idle: no action claimed."),
+    mode: str = typer.Option("auto", callback=checks.one_of("auto", "clip", "timeline"), help="auto (clip up to 8 s, else timeline), clip or timeline."),
+    min_events: int = typer.Option(200, min=0, help="Windows with fewer events are idle: no action claimed."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (schema: masnn/classify_schema.json)."),
-    render: Optional[Path] = typer.Option(None, help="Write an annotated video (.mp4 or .gif): events, prediction, spikes, attention."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    render: Optional[Path] = typer.Option(None, callback=checks.suffix(".mp4", ".gif"), help="Write an annotated video (.mp4 or .gif): events, prediction, spikes, attention."),
+    device: str = typer.Option("auto", callback=checks.device, help="auto, cpu, cuda or cuda:N."),
 ):
     """The action in a recording (a clip), or a timeline of actions (a long recording), with spikes, NASAR,
     SOPs and energy for each prediction and in total."""
@@ -71,7 +74,9 @@ def classify(
         stride_ms = stride or classifier.window_us / 2000
         renderer = Renderer(render, classifier, max(1, round(stride_ms * 1000 / classifier.framing.dt_us)))
     columns = (TextColumn("[bold]classifying"), BarColumn(), TextColumn("{task.completed:.1f} s"), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as bars:
+    errors = Console(stderr=True)
+    # no bar where stderr is not a terminal: it would leave a blank line among the one-line warnings and errors
+    with Progress(*columns, console=errors, transient=True, disable=as_json or not errors.is_terminal) as bars, reading(path):
         task = bars.add_task("", total=None)
         if renderer is None:
             report = classify_recording(path, classifier, options, progress=lambda s: bars.update(task, completed=s))
@@ -94,14 +99,17 @@ def _seconds_to_us(value: Optional[float]) -> Optional[int]:
 @commands.command()
 def inspect(
     path: Path = typer.Argument(..., help="An event recording (AEDAT 2/3.1/4, .npy/.npz, text, Prophesee)."),
-    start: Optional[float] = typer.Option(None, help="Seconds after the first event."),
-    end: Optional[float] = typer.Option(None, help="Seconds after the first event."),
+    start: Optional[float] = typer.Option(None, min=0, callback=finite, help="Seconds after the first event."),
+    end: Optional[float] = typer.Option(None, min=0, callback=finite, help="Seconds after the first event."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Format, sensor, duration, event count and rate of a recording."""
     from masnn.datasets.stats import summarize
 
-    summary = summarize(path, _seconds_to_us(start), _seconds_to_us(end))
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"--end: must come after --start (got {end} s, --start {start} s)")
+    with reading(path):
+        summary = summarize(path, _seconds_to_us(start), _seconds_to_us(end))
     if as_json:
         print(json.dumps(summary, indent=2))
         return
@@ -114,13 +122,13 @@ def inspect(
 @commands.command()
 def frames(
     path: Path = typer.Argument(..., help="An event recording."),
-    out: Path = typer.Option(..., "--out", "-o", help="frames.npy (counts [T, 2, H, W]) or a .png contact sheet."),
-    dt: float = typer.Option(15.0, help="Frame length in milliseconds."),
-    n_frames: int = typer.Option(60, "--frames", "-T", help="Number of frames (0: the whole recording)."),
-    start: float = typer.Option(0.0, help="Seconds after the first event where frame 0 starts."),
-    size: int = typer.Option(32, help="Output side in pixels (0: the sensor's own resolution)."),
-    mode: str = typer.Option("crop", help="Spatial mapping: crop (centre square) or stretch."),
-    denoise: float = typer.Option(0.0, help="Background-activity filter time in ms (0: off)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=checks.suffix(".npy", ".png", ".jpg", ".jpeg"), help="frames.npy (counts [T, 2, H, W]) or a .png contact sheet."),
+    dt: float = typer.Option(15.0, min=MS_MIN, max=10_000, callback=finite, help="Frame length in milliseconds."),
+    n_frames: int = typer.Option(60, "--frames", "-T", min=0, help="Number of frames (0: the whole recording)."),
+    start: float = typer.Option(0.0, min=0, callback=finite, help="Seconds after the first event where frame 0 starts."),
+    size: int = typer.Option(32, min=0, max=4096, help="Output side in pixels (0: the sensor's own resolution)."),
+    mode: str = typer.Option("crop", callback=checks.one_of("crop", "stretch"), help="Spatial mapping: crop (centre square) or stretch."),
+    denoise: float = typer.Option(0.0, min=0, max=10_000, callback=finite, help="Background-activity filter time in ms (0: off)."),
 ):
     """Turn a recording into frames [T, 2, H, W] as the classifier sees them."""
     from masnn.datasets.transforms.pipeline import FramingConfig, frame_recording
@@ -128,18 +136,49 @@ def frames(
 
     config = FramingConfig(dt_us=int(round(dt * 1000)), n_frames=n_frames or None, size=size or None, mode=mode,
                            denoise_us=int(round(denoise * 1000)) or None)
-    stack = frame_recording(path, config, start_us=_seconds_to_us(start))
+    with reading(path):
+        _check_frames_fit(path, config)
+        stack = frame_recording(path, config, start_us=_seconds_to_us(start))
     save_frames(out, stack)
     console.print(f"{path}: {stack.shape[0]} frames of {stack.shape[2]}x{stack.shape[3]}, {int(stack.sum()):,} events -> {out}")
 
 
+MAX_FRAMES_BYTES = 8 << 30  # int16 counts; a stack this large is a mistake (a microsecond dt over hours)
+
+
+def _check_frames_fit(path: Path, config) -> None:
+    """Refuse, before framing, a stack of frames larger than MAX_FRAMES_BYTES."""
+    from masnn.datasets.io.readers import open_recording
+
+    with open_recording(path) as recording:
+        sensor = recording.info.sensor_size
+        frames = config.n_frames or _duration_us(recording) // config.dt_us + 1
+    width, height = config.output_size(sensor)
+    size = frames * 2 * width * height * 2
+    if size > MAX_FRAMES_BYTES:
+        raise ValueError(f"{path}: {frames:,} frames of {width}x{height} would take {size / 2**30:,.0f} GiB (at most "
+                         f"{MAX_FRAMES_BYTES / 2**30:.0f}); use a longer --dt, fewer --frames or a smaller --size")
+
+
+def _duration_us(recording) -> int:
+    """First to last event: from the header where the format has it, else from a pass over the timestamps."""
+    if recording.info.time_range is not None:
+        first, last = recording.info.time_range
+        return last - first
+    first = last = None
+    for chunk in recording.chunks():
+        first = int(chunk["t"][0]) if first is None else first
+        last = int(chunk["t"][-1])
+    return last - first
+
+
 @commands.command()
 def models(
-    name: str = typer.Option("ma-snn-3layer", help="A registered model (see the list this prints)."),
-    attention: str = typer.Option("TCS", help="none, T, C, S, TC, TS, CS or TCS."),
-    placement: str = typer.Option("paper", help="paper, conv-pre, conv-post, activate-pre or reference-code."),
-    classes: int = typer.Option(11),
-    preset: str = typer.Option("fp32-45nm", help="Energy preset: fp32-45nm, fp16-45nm or int8-45nm."),
+    name: str = typer.Option("ma-snn-3layer", callback=checks.model_name, help="A registered model (see the list this prints)."),
+    attention: str = typer.Option("TCS", callback=checks.attention, help="none, T, C, S, TC, TS, CS or TCS."),
+    placement: str = typer.Option("paper", callback=checks.placement, help="paper, conv-pre, conv-post, activate-pre or reference-code."),
+    classes: int = typer.Option(11, min=1, max=100_000),
+    preset: str = typer.Option("fp32-45nm", callback=checks.energy_preset, help="Energy preset: fp32-45nm, fp16-45nm or int8-45nm."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """The registered networks; parameters, neurons and the spike/energy report of one random input window."""

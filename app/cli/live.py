@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from masnn.cli import checks
+from masnn.cli.checks import MS_MIN, finite
 from masnn.cli.console import console
 
 commands = typer.Typer()
@@ -16,12 +18,12 @@ def live_command(
     camera: Optional[str] = typer.Option(None, "--camera", help="Camera serial number (default source: the first camera found)."),
     stream: Optional[str] = typer.Option(None, "--stream", help="A DV network stream, tcp://HOST:PORT."),
     replay: Optional[Path] = typer.Option(None, "--replay", help="A recording (any format masnn reads) played as a live stream."),
-    speed: float = typer.Option(1.0, help="Replay speed (2: twice real time; 0: as fast as the classifier goes, no window dropped)."),
+    speed: float = typer.Option(1.0, min=0, callback=finite, help="Replay speed (2: twice real time; 0: as fast as the classifier goes, no window dropped)."),
     weights: Optional[str] = typer.Option(None, help="A shipped model's name or a checkpoint path (default: the shipped gesture model)."),
-    window: Optional[float] = typer.Option(None, help="Window in ms (default: the model's T x dt)."),
-    stride: float = typer.Option(100.0, help="Milliseconds between predictions, rounded down to whole frames."),
-    top_k: int = typer.Option(3, "--top-k"),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    window: Optional[float] = typer.Option(None, min=MS_MIN, callback=finite, help="Window in ms (default: the model's T x dt)."),
+    stride: float = typer.Option(100.0, min=MS_MIN, callback=finite, help="Milliseconds between predictions, rounded down to whole frames."),
+    top_k: int = typer.Option(3, "--top-k", min=1),
+    device: str = typer.Option("auto", callback=checks.device, help="auto, cpu, cuda or cuda:N."),
     log: Optional[Path] = typer.Option(None, "--log", help="Write every prediction (and reconnects, the summary) here as JSON lines."),
     show: bool = typer.Option(False, "--show", help="Open a window with the events the network sees and the label."),
 ):

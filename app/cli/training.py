@@ -9,8 +9,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from masnn.cli import checks
 from masnn.cli.console import console
-from masnn.datasets.loaders.table import DATASETS, find_dataset
+from masnn.cli.errors import InputError, first_line, reading
+from masnn.datasets.loaders.table import DATASETS, SPLITS, find_dataset
 
 *_others, _last = DATASETS
 DATASET_HELP = f"{', '.join(_others)} or {_last}."
@@ -21,17 +23,18 @@ commands = typer.Typer()
 @commands.command("train")
 def train_command(
     data: Path = typer.Option(..., help="Dataset folder (DVS128 Gesture original or tonic layout, or DVS128 Gait)."),
-    dataset: str = typer.Option("gesture", help=DATASET_HELP),
+    dataset: str = typer.Option("gesture", help=DATASET_HELP),  # find_dataset checks it, before any work
     config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it."),
     preset: Optional[str] = typer.Option(None, help="gesture-paper, gait-paper, gesture-cpu-small or gait-cpu-small."),
     out: Optional[str] = typer.Option(None, help="Run folder (checkpoints, metrics)."),
-    epochs: Optional[int] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None),
-    lr: Optional[float] = typer.Option(None),
-    attention: Optional[str] = typer.Option(None, help="none, T, C, S, TC, TS, CS, TCS."),
+    epochs: Optional[int] = typer.Option(None, min=1),
+    batch_size: Optional[int] = typer.Option(None, min=1),
+    lr: Optional[float] = typer.Option(None, callback=checks.positive, help="Learning rate (> 0)."),
+    attention: Optional[str] = typer.Option(None, callback=checks.attention, help="none, T, C, S, TC, TS, CS, TCS."),
+    # loss, scheduler and preset are checked by load_config, before any work, as a file's values are
     loss: Optional[str] = typer.Option(None, help="mse (the paper's) or ce."),
     scheduler: Optional[str] = typer.Option(None, help="plateau (the paper's), cosine or none."),
-    seed: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None, min=0),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder (default: DATA/.masnn-cache)."),
     resume: bool = typer.Option(False, help="Continue from OUT/last.pt."),
     paper_test_selection: bool = typer.Option(False, help="Also score the test split every epoch and keep the best "
@@ -42,12 +45,11 @@ def train_command(
     unless --paper-test-selection asks for the paper's figure, which is labelled as such."""
     from masnn.checkpoint import framing_config
     from masnn.datasets.loaders.cache import FrameDataset
-    from masnn.training.config import load_config
     from masnn.training.loop import PAPER_BEST_TEST, PAPER_SELECTION, train
 
     overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, loss=loss,
                      scheduler=scheduler, seed=seed)
-    cfg = load_config(config, overrides, preset)
+    cfg = _load_config(config, overrides, preset)
     framing = framing_config(cfg.framing, cfg.T)
     spec = find_dataset(dataset)
     train_samples, val_samples = spec.validation_split(spec.samples(data, "train"))
@@ -75,7 +77,9 @@ def export_command(
     """A checkpoint for shipping: model, arguments, config and history; no optimizer or RNG state."""
     from masnn.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
 
-    save_checkpoint(slim_checkpoint(load_checkpoint(checkpoint), half), out)
+    with reading(checkpoint):
+        slim = slim_checkpoint(load_checkpoint(checkpoint), half)
+    save_checkpoint(slim, out)
     console.print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
 
@@ -92,7 +96,7 @@ def card_command(
     checkpoint and its evaluation reports; the card's prose is kept, a missing card is started from a skeleton."""
     from masnn.training.card import card_blocks, update_card
 
-    blocks = card_blocks(weights, report, metrics, compare)
+    blocks = card_blocks(weights, report, metrics, compare)  # reads four files; its errors name the one at fault
     card = weights.with_suffix(".md")
     update_card(card, blocks)
     console.print(f"{card}: {', '.join(blocks)} written")
@@ -102,9 +106,9 @@ def card_command(
 def evaluate_command(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by masnn train (best.pt)."),
     data: Path = typer.Option(..., help="Dataset folder."),
-    dataset: str = typer.Option("gesture", help=DATASET_HELP),
-    split: str = typer.Option("test"),
-    crops: int = typer.Option(10, help="Crops per sample for the paper's vote."),
+    dataset: str = typer.Option("gesture", help=DATASET_HELP),  # find_dataset checks it, before any work
+    split: str = typer.Option("test", callback=checks.one_of(*SPLITS), help=" or ".join(SPLITS) + "."),
+    crops: int = typer.Option(10, min=1, help="Crops per sample for the paper's vote."),
     vanilla: Optional[Path] = typer.Option(None, help="A vanilla checkpoint: adds rEE."),
     report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     confusion: Optional[Path] = typer.Option(None, help="Write the confusion matrix as a PNG here."),
@@ -136,22 +140,21 @@ def evaluate_command(
 @commands.command("ablate")
 def ablate_command(
     data: Path = typer.Option(..., help="Dataset folder."),
-    dataset: str = typer.Option("gesture", help=DATASET_HELP),
+    dataset: str = typer.Option("gesture", help=DATASET_HELP),  # find_dataset checks it, before any work
     config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it."),
     preset: Optional[str] = typer.Option("gesture-cpu-small"),
     out: str = typer.Option("runs/ablate", help="Folder for every variant's run."),
-    epochs: Optional[int] = typer.Option(None),
-    attentions: str = typer.Option(",".join(("none", "T", "C", "S", "TC", "TS", "CS", "TCS")), help="Comma-separated."),
-    seeds: str = typer.Option("0", help="Comma-separated seeds: repeat runs give mean and spread."),
-    crops: int = typer.Option(10),
+    epochs: Optional[int] = typer.Option(None, min=1),
+    attentions: str = typer.Option(",".join(("none", "T", "C", "S", "TC", "TS", "CS", "TCS")), callback=checks.attention_list, help="Comma-separated."),
+    seeds: str = typer.Option("0", callback=checks.seed_list, help="Comma-separated seeds: repeat runs give mean and spread."),
+    crops: int = typer.Option(10, min=1),
     cache: Optional[Path] = typer.Option(None),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Train and evaluate vanilla and each attention combination; a table shaped like the paper's Table 6."""
     from masnn.training.ablate import run_ablation
-    from masnn.training.config import load_config
 
-    cfg = load_config(config, dict(out_dir=out, epochs=epochs), preset)
+    cfg = _load_config(config, dict(out_dir=out, epochs=epochs), preset)
     spec = find_dataset(dataset)
     train_samples, val_samples = spec.validation_split(spec.samples(data, "train"))
     test_samples = spec.samples(data, "test")
@@ -167,6 +170,22 @@ def ablate_command(
         table.add_row(r["attention"], f"{100 * r['vote']:.2f} ± {100 * r['vote_std']:.2f}", f"{100 * r['single']:.2f} ± {100 * r['single_std']:.2f}",
                       f"{r['nasar']:.3f} ± {r['nasar_std']:.3f}", f"{r['spikes']:,.0f}", f"{r['ree']:.2f}x")
     console.print(table)
+
+
+def _load_config(path: Optional[Path], overrides: dict, preset: Optional[str]):
+    """The training config; a TOML file that does not parse, or whose framing table is bad (only a file sets
+    one), is named: tomllib's message says only where, the framing's only which key."""
+    import tomllib
+
+    from masnn.checkpoint import FieldError
+    from masnn.training.config import load_config
+
+    try:
+        return load_config(path, overrides, preset)
+    except (tomllib.TOMLDecodeError, FieldError) as e:
+        if path is None:
+            raise
+        raise InputError(f"{path}: {first_line(e)}") from e
 
 
 def _frame_cache(cache: Optional[Path], data: Path):

@@ -13,9 +13,11 @@ says how much went unclassified. A replay at speed 0 is the exception: a file ca
 reader waits for the classifier and every window is classified.
 
 A camera or network stream that goes away is reopened with exponential backoff; framing starts afresh on
-the new connection, whose clock may differ from the old one's. Sources are in masnn.live.sources, the framer
-in masnn.live.framer, the hand-off in masnn.live.handoff, the figures and the log in masnn.live.stats, the
-dashboard and the OpenCV view in masnn.live.view.
+the new connection, whose clock may differ from the old one's. A network stream that sends nothing for its read
+timeout is one that went away, from the first connection on; its damaged packets are skipped and counted.
+Sources are in masnn.live.sources (network streams in masnn.live.network), the framer in masnn.live.framer, the
+hand-off in masnn.live.handoff, the figures and the log in masnn.live.stats, the dashboard and the OpenCV view
+in masnn.live.view.
 """
 from __future__ import annotations
 
@@ -33,9 +35,10 @@ from masnn.datasets.events import EventFileError
 from masnn.datasets.transforms.framing import COUNT_DTYPE, UnsortedEvents
 from masnn.live.framer import Framed, LiveWindow, WindowFramer
 from masnn.live.handoff import Handoff
+from masnn.live.network import StreamSilent
 from masnn.live.sources import POLL_S, Connection, Source
 from masnn.live.stats import IngestState, JsonLines, LiveStats, percentiles
-from masnn.live.view import EventView, prediction_line, render_dashboard, summary_table
+from masnn.live.view import EventView, notice_line, prediction_line, render_dashboard, summary_table
 
 BACKOFF_S = (0.5, 8.0)  # first and longest wait between reconnection attempts (doubling in between)
 TICK_S = 0.1  # the dashboard is redrawn at least this often, windows or not
@@ -92,12 +95,12 @@ class LivePipeline:
             on_tick: Callable[["LivePipeline"], None] | None = None) -> dict:
         """Classifies until the source ends (a replay), ``stop()`` or Ctrl-C; returns the summary. The first
         connection is made here: if it fails, the error is the caller's (a wrong address, no camera)."""
-        connection = self.source.connect()
+        connection, silent = self._first_connection()
         threads = self._set_torch_threads()
         self._log = JsonLines(self.options.log)
-        reader = threading.Thread(target=self._read, args=(connection,), name="masnn-live-reader", daemon=True)
+        reader = threading.Thread(target=self._read, args=(connection, silent), name="masnn-live-reader", daemon=True)
         try:
-            self._warm_up(connection.sensor_size)
+            self._warm_up(connection.sensor_size if connection is not None else None)
             self.started = time.perf_counter()
             reader.start()
             self._serve(on_prediction, on_tick)
@@ -111,9 +114,19 @@ class LivePipeline:
             raise self._error
         return summary
 
-    def _stop_reader(self, reader: threading.Thread, connection: Connection) -> None:
+    def _first_connection(self) -> tuple[Connection | None, str]:
+        """(connection, "") or, for a server that answered but sends nothing yet, (None, why): the reader then
+        retries it as a lost connection. Any other failure (a wrong address, no camera) is the caller's."""
+        try:
+            return self.source.connect(), ""
+        except StreamSilent as error:
+            if not self.source.reconnects:
+                raise
+            return None, str(error)
+
+    def _stop_reader(self, reader: threading.Thread, connection: Connection | None) -> None:
         self._stop.set()
-        if reader.ident is None:  # never started: the connection is still ours to close
+        if reader.ident is None and connection is not None:  # never started: the connection is still ours to close
             connection.close()
         elif reader.is_alive():
             reader.join(READER_JOIN_S)
@@ -154,8 +167,8 @@ class LivePipeline:
         self._log.write(record)
         return record
 
-    def _warm_up(self, sensor_size: tuple[int, int]) -> None:
-        if self.options.warm_up:
+    def _warm_up(self, sensor_size: tuple[int, int] | None) -> None:
+        if self.options.warm_up and sensor_size is not None:  # None: no connection yet, the first window warms up
             framing = self.classifier.framing
             width, height = framing.output_size(sensor_size)
             self.classifier(np.zeros((framing.n_frames, 2, height, width), COUNT_DTYPE), 1)
@@ -178,9 +191,11 @@ class LivePipeline:
 
     # -- the reader thread --
 
-    def _read(self, connection: Connection) -> None:
+    def _read(self, connection: Connection | None, silent: str = "") -> None:
         cpu_started = time.thread_time()
         try:
+            if connection is None:
+                connection = self._reconnect(silent)
             while connection is not None:
                 try:
                     self._ingest(connection)
@@ -202,14 +217,25 @@ class LivePipeline:
         state = self.ingest
         state.connection += 1
         state.source, state.sensor_size, state.status, state.clock = connection.name, connection.sensor_size, "connected", None
-        framer = self._framer(connection)
+        framer, damaged = self._framer(connection), 0
         for batch in connection.batches(self._stop):
+            damaged = self._note_damage(connection, damaged)
             if batch is None:
                 self._stop.wait(POLL_S)
                 continue
             arrival = time.perf_counter()
             state.note_batch(batch, arrival, self.source.speed)
             framer = self._frame(framer, connection, batch, arrival)
+        self._note_damage(connection, damaged)
+
+    def _note_damage(self, connection: Connection, noted: int) -> int:
+        """Counts and reports the packets the connection skipped since ``noted`` of them; returns its count."""
+        damaged = getattr(connection, "damaged", 0)
+        if damaged > noted:
+            self.ingest.damaged_packets += damaged - noted
+            self._notify({"event": "damaged-packet", "source": connection.name, "skipped": damaged - noted,
+                          "reason": connection.damage})
+        return damaged
 
     def _frame(self, framer: WindowFramer, connection: Connection, batch: np.ndarray, arrival: float) -> WindowFramer:
         """Frames one batch and hands its windows over; returns the framer for the next batch."""
@@ -266,6 +292,7 @@ class LivePipeline:
             self.stats.reconnects += notice["event"] == "reconnect"
             self.stats.disconnects += notice["event"] == "disconnect"
             self.stats.notices.append(notice)
+            self.stats.notice_count += 1
             self._log.write(notice)
 
     # -- figures --
@@ -305,6 +332,7 @@ class LivePipeline:
             "max_lag_s": ingest.max_lag_s if self.source.speed else None,
             "reader_cpu_share": ingest.reader_cpu_s / ingest_s if ingest_s > 0 else None,  # of one core, while streaming
             "reconnects": stats.reconnects,
+            "damaged_packets": ingest.damaged_packets,
             "notices": list(stats.notices),
         }
 
@@ -325,12 +353,20 @@ class LivePipeline:
 
 
 def run_live(source: Source, classifier, options: LiveOptions, console, show: bool = False) -> dict:
-    """`masnn live`: the pipeline with a dashboard (or one line per prediction off a terminal), an optional
-    OpenCV view, and the summary at the end."""
+    """`masnn live`: the pipeline with a dashboard (or one line per prediction and per notice off a terminal),
+    an optional OpenCV view, and the summary at the end."""
     from rich.live import Live
 
     pipeline = LivePipeline(source, classifier, options)
     view = EventView(pipeline.stride_frames) if show else None
+    printed = 0  # notices printed off a terminal
+
+    def print_notices(stats: LiveStats) -> None:
+        nonlocal printed
+        fresh = min(stats.notice_count - printed, len(stats.notices))
+        for notice in list(stats.notices)[len(stats.notices) - fresh:]:
+            console.print(notice_line(notice), highlight=False)
+        printed = stats.notice_count
 
     def on_prediction(record, window):
         if not console.is_terminal:
@@ -341,6 +377,8 @@ def run_live(source: Source, classifier, options: LiveOptions, console, show: bo
     def on_tick(p):
         if live is not None:
             live.update(render_dashboard(p.snapshot()))
+        else:
+            print_notices(p.stats)
         if view is not None and not view.poll():
             p.stop()
 
@@ -354,5 +392,7 @@ def run_live(source: Source, classifier, options: LiveOptions, console, show: bo
     finally:
         if view is not None:
             view.close()
+    if live is None:
+        print_notices(pipeline.stats)  # those of the run's last moments
     console.print(summary_table(summary))
     return summary

@@ -1,4 +1,5 @@
-"""Live event sources for `masnn live`: a DVS camera, a DV network stream, a recording replayed at its own pace.
+"""Live event sources for `masnn live`: a DVS camera, a DV network stream (masnn.live.network), a recording
+replayed at its own pace.
 
 A ``Source`` opens ``Connection``s; a connection yields event batches (EVENT_DTYPE arrays, or None when nothing
 is new yet) until its device goes away or the run stops. Cameras and streams are reopened by the pipeline
@@ -17,6 +18,8 @@ import numpy as np
 
 from masnn.datasets.events import as_events
 from masnn.datasets.io.readers import open_recording
+from masnn.live.network import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, NetworkConnection, connect_stream
+from masnn.live.network import DECODED_HERE as NETWORK_DECODED
 
 POLL_S = 0.001  # a live source with nothing new is asked again after this long
 PACE_SLICE_US = 5_000  # a paced replay hands events over in slices this long, as a camera would
@@ -37,6 +40,8 @@ class Connection(Protocol):
     name: str
     sensor_size: tuple[int, int]
     lost: str  # why batches() ended
+    damaged: int  # packets skipped as damaged (network streams; 0 elsewhere)
+    damage: str  # why the newest one was
 
     def batches(self, stop: threading.Event) -> Iterator[np.ndarray | None]:
         """Canonical event arrays as they arrive; None when there is nothing new yet."""
@@ -69,6 +74,7 @@ class DvConnection:
         self.reader, self.name = reader, name
         self.sensor_size = (int(resolution[0]), int(resolution[1]))
         self.lost = ""
+        self.damaged, self.damage = 0, ""
 
     def batches(self, stop):
         while not stop.is_set():
@@ -117,19 +123,34 @@ def parse_stream_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def stream_source(url: str) -> Source:
+def stream_source(url: str, connect_timeout_s: float = CONNECT_TIMEOUT_S, read_timeout_s: float = READ_TIMEOUT_S) -> Source:
+    """A DV network stream, read by masnn.live.network: a server that does not answer within ``connect_timeout_s``
+    is an error; one that sends nothing for ``read_timeout_s`` (the header included) is a lost connection."""
     host, port = parse_stream_url(url)
+    if connect_timeout_s <= 0 or read_timeout_s <= 0:
+        raise ValueError(f"stream timeouts must be positive, got {connect_timeout_s} s and {read_timeout_s} s")
 
     def connect():
-        import dv_processing as dv
-
-        try:
-            reader = dv.io.NetworkReader(host, port)
-        except RuntimeError as error:
-            raise OSError(f"{url}: cannot connect ({dv_message(error)})") from None
-        return DvConnection(reader, url)
+        sock, header, rest = connect_stream(host, port, url, connect_timeout_s, read_timeout_s)
+        if header.compression in NETWORK_DECODED:
+            return NetworkConnection(sock, header, rest, url, read_timeout_s)
+        sock.close()
+        return _dv_stream(host, port, url)
 
     return Source(url, connect)
+
+
+def _dv_stream(host: str, port: int, url: str) -> DvConnection:
+    """A stream compressed as masnn does not decode (Zstandard): dv-processing's reader, on a new connection.
+    The server has just sent a header, so its constructor's wait for one (holding the GIL, no timeout) is short;
+    what masnn.live.network guards against (a damaged packet header aborts the process) applies to it."""
+    import dv_processing as dv
+
+    try:
+        reader = dv.io.NetworkReader(host, port)
+    except RuntimeError as error:
+        raise OSError(f"{url}: cannot connect ({dv_message(error)})") from None
+    return DvConnection(reader, url)
 
 
 class Pacer:
@@ -162,6 +183,7 @@ class ReplayConnection:
         self.recording = open_recording(path)
         self.name, self.sensor_size, self.speed = f"replay {path}", self.recording.info.sensor_size, speed
         self.lost = "end of the recording"
+        self.damaged, self.damage = 0, ""
 
     def batches(self, stop):
         pacer = Pacer(self.speed)

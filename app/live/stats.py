@@ -29,6 +29,7 @@ class IngestState:
     framed_events: int = 0  # events in completed frames (after the spatial crop)
     windows: int = 0  # windows made, dropped and superseded ones included
     superseded: int = 0
+    damaged_packets: int = 0  # skipped as damaged (network streams)
     lag_s: float = 0.0  # wall time minus (speed-scaled) stream time since the connection's first event
     max_lag_s: float = 0.0
     reader_cpu_s: float = 0.0  # the reader thread's CPU time, set when it ends
@@ -66,6 +67,7 @@ class LiveStats:
     reconnects: int = 0
     disconnects: int = 0
     notices: deque = field(default_factory=lambda: deque(maxlen=4))
+    notice_count: int = 0  # notices ever handled (the deque keeps the newest)
     rate_samples: deque = field(default_factory=lambda: deque(maxlen=64))  # (wall, events ingested)
 
     def add(self, record: dict, window: LiveWindow, done: float) -> None:

@@ -58,6 +58,8 @@ def render_dashboard(figures: dict):
     if figures["lag_s"] is not None:
         grid.add_row("stream lag", f"{1e3 * figures['lag_s']:.0f} ms (max {1e3 * figures['max_lag_s']:.0f} ms)")
     grid.add_row("reconnects", str(figures["reconnects"]))
+    damaged = figures["damaged_packets"]
+    grid.add_row("damaged packets", f"[{'bold red' if damaged else 'green'}]{damaged} skipped[/]")
     for notice in figures["notices"][-2:]:
         grid.add_row("[yellow]" + notice["event"] + "[/]", _notice_text(notice))
     model = figures["model"]
@@ -67,10 +69,17 @@ def render_dashboard(figures: dict):
     return Panel(Group(actions, "", grid), title=title, subtitle=subtitle)
 
 
+def notice_line(notice: dict) -> str:
+    """A notice as one line, where the output is no terminal."""
+    return f"{notice['event']}: {_notice_text(notice)}"
+
+
 def _notice_text(notice: dict) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(notice["wall_time"]))
     if notice["event"] == "reconnect":
         return f"{when} back after {notice['offline_s']:.1f} s ({notice['attempts']} attempts)"
+    if notice["event"] == "damaged-packet":
+        return f"{when} skipped {notice['skipped']} damaged packet{'s' if notice['skipped'] > 1 else ''} ({notice['reason']})"
     return f"{when} {notice.get('reason', '')}"
 
 
@@ -87,6 +96,7 @@ def summary_table(summary: dict):
         ("model latency", f"p50 {_ms(summary['model_latency_ms']['p50'])}, p99 {_ms(summary['model_latency_ms']['p99'])}"),
         ("energy per inference", "-" if summary["energy_per_inference_mean_uj"] is None else f"{summary['energy_per_inference_mean_uj']:.2f} uJ"),
         ("reconnects", str(summary["reconnects"])),
+        ("damaged packets", f"{summary['damaged_packets']} skipped"),
     ]
     for name, value in rows:
         table.add_row(name, value)

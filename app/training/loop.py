@@ -6,6 +6,8 @@ and may have ``set_epoch(epoch)`` (random crops that change per epoch).
 
 Exact resume: the data order is a pure function of (seed, epoch) (DistributedSampler, also with one process), and a
 checkpoint holds model, optimizer, scheduler, RNG state and the next epoch, so a resumed run replays the same steps.
+A kill at any point leaves checkpoints a resume can trust: every file is written whole or not at all (atomic_path),
+best.pt / best_test.pt are written before last.pt, and a resume rewrites one that last.pt's history says is missing.
 Randomness: a run seeds torch's generators from ``config.seed`` inside ``torch.random.fork_rng``, so the caller's
 global RNG state is the same after ``train`` as before; python's and numpy's global generators are not used (the
 datasets draw from their own seeded Generators).
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from masnn.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint
+from masnn.datasets.io.writers import atomic_path, remove_stale_temporaries
 from masnn.models import create_model
 from masnn.training.config import TrainConfig
 from masnn.training.distributed import init_distributed, sync_batchnorm
@@ -135,6 +140,49 @@ def _restore(path: Path, config: TrainConfig, device: torch.device, model, optim
     return ckpt["data"]["epoch"], ckpt["history"], ckpt["best"]
 
 
+def _resume(out: Path, config: TrainConfig, device: torch.device, model, optimizer, scheduler, rank: int) -> tuple[int, list, object]:
+    """``_restore`` from out/last.pt, after which rank 0 makes the kept checkpoints and metrics agree with its
+    history; with no last.pt (killed before the first epoch ended) a fresh run, and a warning says so."""
+    last = out / "last.pt"
+    if not last.exists():
+        if rank == 0:
+            warnings.warn(f"{last}: nothing to resume, starting a fresh run", stacklevel=4)
+        return 0, [], None
+    start, history, best = _restore(last, config, device, model, optimizer, scheduler)
+    if rank == 0 and history:
+        _repair_kept(out, history)
+        _write_metrics(out, history)  # a kill between last.pt and the metrics left them an epoch behind
+    return start, history, best
+
+
+def _held_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint holds; None when it is missing or unreadable."""
+    try:
+        return load_checkpoint(path)["data"].get("epoch") if path.exists() else None
+    except (ValueError, KeyError):
+        return None
+
+
+def _repair_kept(out: Path, history: list[dict]) -> None:
+    """best.pt and best_test.pt as an uninterrupted run has them after ``history``. A kill between last.pt and one
+    of them (runs before best.pt was written first) lost it: when last.pt's epoch is the one it should hold, last.pt
+    is that checkpoint; an older one cannot be rebuilt, and a warning says so. One from a later epoch than last.pt
+    was written by the epoch the kill interrupted, which the resumed run replays: left as it is."""
+    last_epoch = history[-1]["epoch"]
+    for name, epoch in _kept_epochs(history).items():
+        path = out / name
+        held = _held_epoch(path)
+        if epoch is None or held == epoch or (held is not None and held > last_epoch):
+            continue
+        if epoch == last_epoch:
+            with atomic_path(path) as temporary:
+                shutil.copyfile(out / "last.pt", temporary)
+        else:
+            warnings.warn(f"{path}: the checkpoint of epoch {epoch} it should hold was lost by an interrupted run "
+                          f"({'it holds epoch ' + str(held) if held else 'missing'}); a later better epoch replaces it",
+                          stacklevel=5)
+
+
 def _loader(config: TrainConfig, train_set: Dataset, device: torch.device, rank: int, world: int) -> DataLoader:
     # Data order = f(seed, epoch): DistributedSampler with one replica is a plain seeded shuffle, so resume replays it
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
@@ -237,25 +285,45 @@ def _select(row: dict, best) -> tuple[float, bool]:
     return best, False
 
 
+def _new_best_test(history: list[dict]) -> bool:
+    """Whether the newest epoch has the highest test accuracy so far (best_test.pt); a tie keeps the earlier."""
+    test_acc = history[-1]["test_acc"]
+    return test_acc is not None and test_acc > max((r.get("test_acc") or 0.0 for r in history[:-1]), default=-1.0)
+
+
+def _kept_epochs(history: list[dict]) -> dict[str, int | None]:
+    """The epoch each kept checkpoint should hold, by replaying the selections over the history (None: none yet)."""
+    kept, best = {"best.pt": None, "best_test.pt": None}, None
+    for n, row in enumerate(history, 1):
+        best, improved = _select(row, best)
+        if improved:
+            kept["best.pt"] = row["epoch"]
+        if _new_best_test(history[:n]):
+            kept["best_test.pt"] = row["epoch"]
+    return kept
+
+
 def _write_metrics(out: Path, history: list[dict]) -> None:
     lines = [",".join(METRIC_FIELDS)]
     lines += [",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in METRIC_FIELDS) for row in history]
-    (out / "metrics.csv").write_text("\n".join(lines) + "\n")
-    (out / "metrics.json").write_text(json.dumps(history, indent=1) + "\n")
+    for name, text in (("metrics.csv", "\n".join(lines) + "\n"), ("metrics.json", json.dumps(history, indent=1) + "\n")):
+        with atomic_path(out / name) as temporary:
+            temporary.write_text(text)
 
 
 def _save_epoch(out: Path, config: TrainConfig, device: torch.device, model, optimizer, scheduler, history: list[dict],
                 best, improved: bool) -> None:
-    """last.pt every epoch, best.pt when it improved, best_test.pt on a new best test accuracy; the metrics."""
+    """best_test.pt on a new best test accuracy, best.pt when it improved, last.pt every epoch; the metrics.
+    last.pt comes last: a kill before it leaves the previous last.pt, whose resume replays this epoch and writes
+    the others again; a kill after it leaves nothing a resume cannot rebuild (``_repair_kept``)."""
     ckpt = checkpoint_dict(model.model_args, model.state_dict(), asdict(config), history, best,
                            {"seed": config.seed, "epoch": history[-1]["epoch"]}, optimizer=optimizer.state_dict(),
                            scheduler=scheduler.state_dict() if scheduler is not None else None, rng=_rng_state(device))
-    save_checkpoint(ckpt, out / "last.pt")
+    if _new_best_test(history):
+        save_checkpoint(ckpt, out / "best_test.pt")
     if improved:
         save_checkpoint(ckpt, out / "best.pt")
-    test_acc = history[-1]["test_acc"]
-    if test_acc is not None and test_acc > max((r.get("test_acc") or 0.0 for r in history[:-1]), default=-1.0):
-        save_checkpoint(ckpt, out / "best_test.pt")
+    save_checkpoint(ckpt, out / "last.pt")
     _write_metrics(out, history)
 
 
@@ -266,7 +334,8 @@ def train(config: TrainConfig, train_set: Dataset, val_set: Dataset | None = Non
           resume: bool = False, paper_test_set: Dataset | None = None) -> dict:
     """Train ``config.epochs`` epochs; checkpoints (last.pt, best.pt) and metrics go to ``config.out_dir``.
     best (returned and in checkpoints) = highest validation accuracy with a val_set, else lowest training loss.
-    ``resume`` continues from out_dir/last.pt exactly (same weights as an uninterrupted run). Returns the last
+    ``resume`` continues from out_dir/last.pt exactly (same weights as an uninterrupted run); with no last.pt there
+    (a run killed in its first epoch) it starts a fresh run and warns. Returns the last
     epoch's metrics plus "best" and "history" (on rank 0; other ranks get their own training metrics and no val_acc).
     ``paper_test_set``: the test split scored every epoch (column test_acc); the best epoch on it is kept as
     best_test.pt and its accuracy returned under PAPER_BEST_TEST, never mixed with the honest selection.
@@ -289,8 +358,9 @@ def _train(config, train_set, val_set, paper_test_set, progress, resume, device,
     out = Path(config.out_dir)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # checkpoints a killed run was writing; a live run's are kept
     model, optimizer, scheduler = _build(config, device, world)
-    start, history, best = _restore(out / "last.pt", config, device, model, optimizer, scheduler) if resume else (0, [], None)
+    start, history, best = _resume(out, config, device, model, optimizer, scheduler, rank) if resume else (0, [], None)
     net = model if world == 1 else nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     loader = _loader(config, train_set, device, rank, world)

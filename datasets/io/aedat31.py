@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from masnn.datasets.events import EVENT_DTYPE, EventFileError, RecordingInfo
-from masnn.datasets.io.blocks import iter_blocks, read_text_header
+from masnn.datasets.io.blocks import header_value, iter_blocks, read_text_header
 from masnn.datasets.io.recording import DEFAULT_CHUNK_EVENTS, Recording, sensor_from_camera_name
 
 AEDAT31_MAGIC = b"#!AER-DAT3."
@@ -87,7 +87,11 @@ class Aedat31Recording(Recording):
         lines, self._data_offset = read_text_header(str(path), end_line=b"#!END-HEADER")
         if not lines or not lines[-1].startswith("#!END-HEADER"):
             raise EventFileError(path, "AEDAT 3.1 header has no #!END-HEADER line")
-        camera = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("#Source")), "")
+        data_format = header_value(lines, "#Format:")
+        if data_format is not None and data_format.upper() != "RAW":
+            raise EventFileError(path, f"AEDAT 3.1 header line '#Format: {data_format}': only RAW packets can be read")
+        source = header_value(lines, "#Source")  # "#Source 1: DVS128"
+        camera = source.partition(":")[2].strip() if source else ""
         size = sensor_size or sensor_from_camera_name(camera)
         if size is None:
             what = f"unknown camera {camera!r}" if camera else "no camera (#Source line)"

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 
 import llvmlite.binding
+import numpy as np
 from numba import types
 
 LZ4F_VERSION = 100
@@ -27,7 +28,8 @@ def _load_liblz4():
         if lib is not None:
             lib.LZ4F_createDecompressionContext.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_uint]
             lib.LZ4F_freeDecompressionContext.argtypes = [ctypes.c_void_p]
-            lib.LZ4F_decompress  # noqa: B018 - the frame API must be there
+            lib.LZ4F_decompress.argtypes = [ctypes.c_void_p] * 6
+            lib.LZ4F_decompress.restype = ctypes.c_ssize_t  # error codes are negative
             llvmlite.binding.load_library_permanently(name)  # so that compiled code finds the symbol
     except (OSError, AttributeError, RuntimeError):  # no loadable library, or one older than the frame API
         lib = None
@@ -43,6 +45,10 @@ AVAILABLE = LIBLZ4 is not None
 lz4f_decompress = types.ExternalFunction("LZ4F_decompress", types.intp(*[types.uintp] * 6))
 
 
+class LZ4FrameError(ValueError):
+    """An LZ4 frame that does not decompress, or decompresses to more than the caller allows."""
+
+
 class DecompressionContext:
     """One liblz4 decompression context (a frame decoder's state), freed on exit; ``address`` for compiled code."""
 
@@ -55,3 +61,27 @@ class DecompressionContext:
 
     def __exit__(self, *exc):
         LIBLZ4.LZ4F_freeDecompressionContext(self._context)
+
+
+def decompress_frame(data: np.ndarray, limit: int, step: int = 1 << 20) -> bytes:
+    """The decompressed content of the LZ4 frame that ``data`` (uint8) starts with, for the few frames decoded
+    from Python (the packet table). Raises LZ4FrameError where the frame is corrupt or cut short, or
+    decompresses to more than ``limit`` bytes: a damaged frame can claim any size, so the caller bounds it."""
+    data = np.ascontiguousarray(data, np.uint8)
+    out, consumed = bytearray(), 0
+    window = ctypes.create_string_buffer(step)
+    with DecompressionContext() as context:
+        while True:
+            out_size, in_size = ctypes.c_size_t(step), ctypes.c_size_t(len(data) - consumed)
+            status = LIBLZ4.LZ4F_decompress(context.address, window, ctypes.byref(out_size),
+                                            data.ctypes.data + consumed, ctypes.byref(in_size), None)
+            if status < 0:
+                raise LZ4FrameError("corrupt LZ4 data")
+            out += window.raw[: out_size.value]
+            consumed += in_size.value
+            if len(out) > limit:
+                raise LZ4FrameError(f"decompresses to more than {limit} bytes")
+            if status == 0:
+                return bytes(out)
+            if out_size.value == 0 and in_size.value == 0:  # no progress: the frame needs input that is not there
+                raise LZ4FrameError("the LZ4 frame is cut short")

@@ -1,16 +1,22 @@
 """``Recording``: one recording open for streaming (metadata plus bounded, checked chunks of events), the base
 every format's reader extends, and what readers share (chunking, sensor sizes by camera name or extent).
 
-Every reader's output passes through the same checks in ``Recording.chunks``: coordinates inside the sensor
-and timestamps that never go backwards, across chunk boundaries too. A reader that runs those checks itself
-while decoding, off the main thread (AEDAT 4.0), marks its chunks checked; here only their boundaries are
-then compared, and a chunk it found faulty is scanned again to name the event.
+Every reader's output passes through the same checks in ``Recording.chunks``: coordinates inside the sensor,
+timestamps that never go backwards and never jump forward by more than ``MAX_TIME_JUMP_US``, across chunk
+boundaries too. A reader that runs the first two checks itself while decoding, off the main thread (AEDAT 4.0),
+marks its chunks checked; here only their boundaries and jumps are then compared, and a chunk it found faulty
+is scanned again to name the event.
+
+The jump check is what bounds the work of every command: framing and classifying walk a recording's duration,
+so one corrupt timestamp (a zeroed or NaN time, a flipped high bit) would otherwise make them walk days or
+centuries of empty windows.
 """
 from __future__ import annotations
 
 import re
 from typing import Iterator
 
+import numba
 import numpy as np
 
 from masnn.datasets.events import EventFileError, RecordingInfo, concatenate, first_fault
@@ -26,6 +32,21 @@ KNOWN_SENSORS = {
     "DVXPLORER_LITE": (320, 240),
     "DVXPLORER": (640, 480),
 }
+# Sensor sizes in common use, smallest first: a file without a size gets the smallest that holds its events.
+COMMON_SENSORS = [(128, 128), (240, 180), (320, 240), (346, 260), (640, 480), (1280, 720)]
+
+# The largest sensor side a file may state (a header's geometry, an .npz's sensor_size). Event cameras today
+# are at most 1280 pixels wide (Prophesee IMX636, Samsung Gen4, CeleX-V); 2048 leaves room for the next ones.
+# A larger value is a corrupt number, and taken as a size it would ask for gigabytes of frames.
+MAX_SENSOR_SIDE = 2048
+
+# The longest a recording can go without an event: a day. A sensor emits background-activity events every few
+# milliseconds even in a still, dark scene, so real pauses are short; a day leaves room for recordings that were
+# paused and resumed. A longer step forward is a corrupt timestamp (a zeroed, NaN or flipped 64-bit value, a
+# damaged overflow counter); read as a pause, it would make framing and classifying walk years of empty windows.
+MAX_TIME_JUMP_US = 24 * 3600 * 1_000_000
+
+_NO_PREVIOUS = np.iinfo(np.int64).min
 
 
 def sensor_from_camera_name(name: str) -> tuple[int, int] | None:
@@ -36,12 +57,65 @@ def sensor_from_camera_name(name: str) -> tuple[int, int] | None:
     return None
 
 
-def sensor_from_extent(max_x: int, max_y: int) -> tuple[int, int]:
-    """The smallest common sensor that holds these coordinates, else the coordinates' own extent."""
-    for size in [(128, 128), (240, 180), (320, 240), (346, 260), (640, 480), (1280, 720)]:
+def sensor_from_extent(max_x: int, max_y: int) -> tuple[int, int] | None:
+    """The smallest common sensor that holds these coordinates; None beyond the largest (1280x720).
+
+    Coordinates beyond every common sensor are far more often a corrupt value than a camera nobody uses, and
+    a size inferred from one stray value would define every frame; such a file needs its size stated."""
+    for size in COMMON_SENSORS:
         if max_x < size[0] and max_y < size[1]:
             return size
-    return (int(max_x) + 1, int(max_y) + 1)
+    return None
+
+
+def stated_sensor_size(path, width, height, where: str) -> tuple[int, int]:
+    """A sensor size a file states (``where`` names the header line or key), checked: whole, positive and at
+    most ``MAX_SENSOR_SIDE`` on each side."""
+    try:
+        size = (int(width), int(height))
+        exact = size == (width, height) or (float(width), float(height)) == size
+    except (TypeError, ValueError, OverflowError):
+        exact = False
+    if not exact or not (0 < size[0] <= MAX_SENSOR_SIDE and 0 < size[1] <= MAX_SENSOR_SIDE):
+        raise EventFileError(
+            path, f"{where} gives a sensor size of {width}x{height}: not whole sides from 1 to {MAX_SENSOR_SIDE}"
+        )
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_jump(times, previous_t, limit):
+    """Index of the first time more than ``limit`` after the one before it (``previous_t`` before the first;
+    _NO_PREVIOUS: nothing before it); -1 if none. Steps back are left to ``first_fault``. A step as uint64 is
+    exact for any forward pair, where int64 would overflow between a NaN-made minimum and a real time."""
+    before = times[0] if previous_t == _NO_PREVIOUS else previous_t
+    for i in range(times.shape[0]):
+        t = times[i]
+        if t > before and np.uint64(t) - np.uint64(before) > limit:
+            return i
+        before = t
+    return -1
+
+
+def first_jump(times: np.ndarray, previous_t: int = _NO_PREVIOUS, ordered: bool = False) -> int:
+    """Index of the first of ``times`` (int64 microseconds, any stride) more than MAX_TIME_JUMP_US after the time
+    before it (``previous_t`` before the first); -1 if none. Times known to be ``ordered`` (after ``previous_t``
+    too) that span less than a jump need no scan."""
+    if len(times) == 0:
+        return -1
+    before = int(times[0]) if previous_t == _NO_PREVIOUS else previous_t
+    if ordered and int(times[-1]) - before <= MAX_TIME_JUMP_US:
+        return -1
+    return _first_jump(times, previous_t, np.uint64(MAX_TIME_JUMP_US))
+
+
+def describe_time_fault(index: int, t: int, before: int) -> str:
+    """Why event ``index`` at ``t`` cannot follow an event at ``before``: a step backwards or a jump."""
+    if t < before:
+        return f"timestamps go backwards at event {index} (t={t} us after t={before} us)"
+    hours = MAX_TIME_JUMP_US // 3_600_000_000
+    return (f"timestamp jumps {(t - before) / 1e6:.0f} s at event {index} (t={t} us after t={before} us): corrupt, "
+            f"no recording pauses {hours} h without an event")
 
 
 class Recording:
@@ -66,7 +140,7 @@ class Recording:
         self, start: int | None = None, end: int | None = None, chunk_events: int = DEFAULT_CHUNK_EVENTS
     ) -> Iterator[np.ndarray]:
         """Yields events with start <= t < end (microseconds, the recording's timebase) in order."""
-        previous_t = np.iinfo(np.int64).min
+        previous_t = _NO_PREVIOUS
         total = 0
         for chunk, checked in self._checked_chunks(start, end, chunk_events):
             chunk = _cut(chunk, start, end)
@@ -76,6 +150,10 @@ class Recording:
                 fault = -1
             else:  # finds and locates the fault, wherever the reader saw one
                 fault = first_fault(chunk, self.info.width, self.info.height, previous_t)
+            # a jump before the first fault (outside the sensor, backwards) is the first fault
+            jump = first_jump(chunk["t"][: fault if fault >= 0 else len(chunk)], previous_t, ordered=True)
+            if jump >= 0:
+                fault = jump
             if fault >= 0:
                 raise EventFileError(self.info.path, self._describe_fault(chunk, fault, previous_t, total))
             previous_t = int(chunk["t"][-1])
@@ -95,7 +173,7 @@ class Recording:
         if not (0 <= x < w and 0 <= y < h):
             return f"event {offset + i} at (x={x}, y={y}) lies outside the {w}x{h} sensor"
         before = int(chunk["t"][i - 1]) if i > 0 else previous_t
-        return f"timestamps go backwards at event {offset + i} (t={t} us after t={before} us)"
+        return describe_time_fault(offset + i, t, before)
 
     def close(self) -> None:
         pass

@@ -1,13 +1,19 @@
 """Writers for the formats users feed masnn: AEDAT 3.1 (DVS128 Gesture layout), AEDAT 4.0, text, npz.
 
 Used by the synthetic-data generator and the benchmarks. Outputs go to a temporary file that is renamed
-into place once complete, so an interrupted write never leaves a half file under the final name.
+into place once complete, so an interrupted write never leaves a half file under the final name
+(``atomic_path``, which every masnn output goes through: checkpoints, frames, caches, reports).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
+import itertools
 import os
-import threading
+import re
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +21,92 @@ import numpy as np
 AEDAT31_PACKET_EVENTS = 4096
 
 
+# A temporary's name: ".STEM.masnn-HOST-PID-N.tmpSUFFIX" beside the final "STEM.SUFFIX". The suffix stays last
+# because some writers check it (np.save adds ".npy" to a name without it; OpenCV picks the codec by it); HOST
+# (a hash of the host name) and PID say whose it is, so another run can tell a dead writer's leftover from a
+# file a live process is still writing. The older name (before the mark) was ".STEM.PID.THREAD.tmpSUFFIX".
+_TEMPORARY = re.compile(r"^\..*\.masnn-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-\d+\.tmp(\.[^.]*)?$")
+_OLDER_TEMPORARY = re.compile(r"^\..*\.(?P<pid>\d+)\.\d{6,}\.tmp(\.[^.]*)?$")
+FOREIGN_STALE_S = 24 * 3600  # another host's temporary untouched this long: its writer is gone
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_serial = itertools.count()  # next() on a count is atomic: threads never share a name
+_writing: set[Path] = set()  # this process's temporaries not yet renamed or removed
+_swept: set[Path] = set()  # folders already cleaned of dead writers' temporaries by this process
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
-    """Yields a temporary path beside ``path``; renames it to ``path`` if the block succeeds."""
+    """Yields a temporary path beside ``path``; renames it to ``path`` if the block succeeds, removes it if
+    the block raises (KeyboardInterrupt and SystemExit too). The first use of a folder in a process removes the
+    temporaries that killed writers left there (see ``remove_stale_temporaries``)."""
     path = Path(path)
-    # unique per process and thread, so concurrent writers of one path never share a temporary;
-    # the suffix stays last because some readers and writers check it
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
+    if path.parent not in _swept:
+        remove_stale_temporaries(path.parent)
+    temporary = path.with_name(f".{path.stem}.masnn-{_HOST}-{os.getpid()}-{next(_serial)}.tmp{path.suffix}")
+    _writing.add(temporary)
     try:
         yield temporary
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+        _writing.discard(temporary)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Removes the temporaries in ``folder`` whose writer is dead (a killed run's); returns them. A temporary of
+    a live process is never touched (another run filling the same frame cache). On this host the writer's pid
+    tells (a process with this process's pid that is not writing it was an earlier one: a container's pid
+    comes round again); another host's temporary goes once nothing wrote to it for FOREIGN_STALE_S."""
+    removed = []
+    _swept.add(Path(folder))
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet, or unreadable: nothing to clean
+        return removed
+    for entry in entries:
+        if entry.name.startswith(".") and ".tmp" in entry.name and _stale(Path(entry.path)):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:  # gone already (another process swept it) or not ours to remove
+                pass
+    return removed
+
+
+def _stale(temporary: Path) -> bool:
+    match = _TEMPORARY.match(temporary.name) or _OLDER_TEMPORARY.match(temporary.name)
+    if match is None:
+        return False
+    host = match.groupdict().get("host")
+    if host is not None and host != _HOST:
+        try:
+            return time.time() - temporary.stat().st_mtime > FOREIGN_STALE_S
+        except OSError:
+            return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return temporary.name not in {writing.name for writing in list(_writing)}  # names are unique in a process
+    return not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:  # os.kill(0, ...) would signal our own process group
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@atexit.register
+def _remove_unfinished() -> None:
+    """A daemon thread still writing when the interpreter exits never reaches its ``finally``."""
+    for temporary in list(_writing):
+        if f"-{os.getpid()}-" in temporary.name:  # a forked child inherits the set, not the files
+            temporary.unlink(missing_ok=True)
 
 
 def aedat31_polarity_words(events: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ import torch
 
 from masnn.datasets.events import EventFileError
 from masnn.datasets.io.readers import open_recording
-from masnn.datasets.io.writers import atomic_path
+from masnn.datasets.io.writers import atomic_path, remove_stale_temporaries
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
 
 CROP_MODES = ("random-crop", "crops", "whole")
@@ -135,6 +135,7 @@ class FrameCache:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.root)  # entries a killed run was writing (a live run's are kept)
         self.hits = 0  # per process (each DataLoader worker counts its own)
         self.misses = 0
 
