@@ -245,14 +245,14 @@ def test_a_damaged_recording_that_kept_nothing_is_one_error_line(tmp_path, comma
                                           "packet (4 bytes left over)"]
 
 
-def test_a_warning_then_an_error_end_with_the_error(tmp_path):
+def test_a_selection_beyond_the_damage_is_one_line_naming_both(tmp_path):
     path, *_ = aw.truncated_aedat31(tmp_path, "mid-event")
     result = subprocess.run([sys.executable, "-m", "masnn", "frames", str(path), "-o", "f.npy", "--start", "100"],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    warning, error = result.stderr.splitlines()
-    assert warning.startswith(f"warning: {path}: ends inside an AEDAT 3.1 packet")
+    (error,) = result.stderr.splitlines()
     assert error.startswith(f"error: {path}: no events between")
+    assert "where the recording is damaged: ends inside an AEDAT 3.1 packet" in error
 
 
 def test_frames_that_would_not_fit_are_refused_before_framing(capsys, clip):

@@ -24,7 +24,7 @@ def test_outcomes_are_sorted_as_a_user_sees_them():
     assert outcome(case, "done", 0, "ERROR: event type not recognised: 0x7.\n") == "unclean"
 
 
-@pytest.mark.parametrize("command", ["inspect", "frames", "classify"])
+@pytest.mark.parametrize("command", ["inspect", "frames", "select", "classify"])
 def test_corrupt_recordings_never_crash_hang_or_lie(command):
     real = REAL_DATA if REAL_DATA.is_dir() else None
     result = run_fuzz(per_kind=1, commands=(command,), seed=11, real=real, timeout=60.0)

@@ -45,7 +45,9 @@ def reading(path: str | Path | None):
     except INPUT_ERRORS as e:
         damage = _damage(path, e, caught)
         if damage is not None:  # one line: the warning is the reason for the error
-            raise InputError(f"{path}: no events before the damage: {damage}") from e
+            if e.problem == "no events":
+                raise InputError(f"{path}: no events before the damage: {damage}") from e
+            raise InputError(f"{path}: {e.problem}, where the recording is damaged: {damage}") from e
         _show(caught)
         named = _naming(path, e)
         if named is e:
@@ -83,8 +85,8 @@ def _naming(path, error: Exception) -> Exception:
 
 
 def _damage(path, error: Exception, caught: list) -> str | None:
-    """The truncation a recording that kept no events reported, as the reason it has none."""
-    if not (isinstance(error, EventFileError) and error.problem == "no events"):  # not "no events between ..."
+    """The truncation a recording (or a time selection of it) that kept no events reported: the reason it has none."""
+    if not (isinstance(error, EventFileError) and error.problem.startswith("no events")):
         return None
     for warning in caught:
         text = str(warning.message)
