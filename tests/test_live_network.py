@@ -144,6 +144,20 @@ def test_a_server_that_accepts_and_sends_nothing_times_out(live_classifier):
     assert pipeline.ingest.status.startswith("disconnected (") and "attempt" in pipeline.ingest.status
 
 
+def run_until(pipeline, server, on_tick, on_prediction=None, seconds=30):
+    """The pipeline's summary once ``on_tick`` stops it; the server closes whatever happens."""
+    try:
+        with watchdog(pipeline, seconds):
+            return pipeline.run(on_prediction, on_tick)
+    finally:
+        server.close()
+
+
+def stop_when_disconnected(p):
+    if p.stats.disconnects:
+        p.stop()
+
+
 def test_a_stream_that_goes_silent_is_lost_and_retried(stream, live_classifier):
     server = StreamServer(stream, silent_after=len(packet_spans(stream)) // 2)
     pipeline = LivePipeline(stream_source(f"tcp://127.0.0.1:{server.port}", read_timeout_s=TIMEOUT_S), live_classifier,
@@ -153,11 +167,7 @@ def test_a_stream_that_goes_silent_is_lost_and_retried(stream, live_classifier):
         if "attempt 2" in p.ingest.status:
             p.stop()
 
-    try:
-        with watchdog(pipeline, 20):
-            summary = pipeline.run(on_tick=stop_at_the_second_attempt)
-    finally:
-        server.close()
+    summary = run_until(pipeline, server, stop_at_the_second_attempt, seconds=20)
     assert summary["connections"] == 1 and summary["events"] > 0
     disconnect = next(n for n in pipeline.stats.notices if n["event"] == "disconnect")
     assert disconnect["reason"] == "no data for 0.5 s"
@@ -173,16 +183,7 @@ def test_fifty_flipped_bytes_are_skipped_counted_and_the_session_goes_on(stream,
     pipeline = LivePipeline(stream_source(f"tcp://127.0.0.1:{server.port}", read_timeout_s=TIMEOUT_S), live_classifier,
                             LiveOptions(backoff_s=FAST_BACKOFF))
     records = []
-
-    def stop_when_the_server_has_gone(p):
-        if p.stats.disconnects:
-            p.stop()
-
-    try:
-        with watchdog(pipeline):
-            summary = pipeline.run(lambda record, window: records.append(record), stop_when_the_server_has_gone)
-    finally:
-        server.close()
+    summary = run_until(pipeline, server, stop_when_disconnected, lambda record, window: records.append(record))
     assert summary["damaged_packets"] == 50  # each hit packet skipped, and counted once
     assert summary["connections"] == 1 and not summary["interrupted"]  # the session went on to the stream's end
     damaged = [n for n in pipeline.stats.notices if n["event"] == "damaged-packet"]
@@ -204,16 +205,7 @@ def test_a_stream_of_nothing_but_damage_is_lost_and_retried(stream, live_classif
     server = StreamServer(ruined, packet_s=0.001)
     pipeline = LivePipeline(stream_source(f"tcp://127.0.0.1:{server.port}", read_timeout_s=TIMEOUT_S), live_classifier,
                             LiveOptions(backoff_s=FAST_BACKOFF))
-
-    def stop_when_lost(p):
-        if p.stats.disconnects:
-            p.stop()
-
-    try:
-        with watchdog(pipeline, 20):
-            summary = pipeline.run(on_tick=stop_when_lost)
-    finally:
-        server.close()
+    summary = run_until(pipeline, server, stop_when_disconnected, seconds=20)
     disconnect = next(n for n in pipeline.stats.notices if n["event"] == "disconnect")
     assert disconnect["reason"] == f"the stream is unreadable ({DAMAGED_IN_A_ROW} damaged packets in a row)"
     assert summary["damaged_packets"] == DAMAGED_IN_A_ROW

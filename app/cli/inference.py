@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from masnn.cli import checks
+import masnn.cli.checks as checks
 from masnn.cli.checks import MS_MIN, finite
 from masnn.cli.console import console
 from masnn.cli.errors import reading

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from masnn.cli import checks
+import masnn.cli.checks as checks
 from masnn.cli.checks import MS_MIN, finite
 from masnn.cli.console import console
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from masnn.cli import checks
+import masnn.cli.checks as checks
 from masnn.cli.checks import finite
 from masnn.cli.console import console
 from masnn.cli.errors import reading

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from masnn.cli import checks
+import masnn.cli.checks as checks
 from masnn.cli.console import console
 from masnn.cli.errors import InputError, first_line, reading
 from masnn.datasets.loaders.table import DATASETS, SPLITS, find_dataset

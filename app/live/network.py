@@ -26,21 +26,20 @@ import numpy as np
 
 from masnn.datasets.events import EVENT_DTYPE, first_fault
 from masnn.datasets.io import lz4_frame
-from masnn.datasets.io.aedat4_header import AEDAT4_MAGIC, LZ4, LZ4_HIGH, NONE, Header, HeaderError, read_header
-from masnn.datasets.io.aedat4_packets import DECODED, _events_vector
+from masnn.datasets.io.aedat4_header import AEDAT4_MAGIC, NONE, Header, HeaderError, read_header
+from masnn.datasets.io.aedat4_packets import DECODED, events_vector
 
 CONNECT_TIMEOUT_S = 5.0  # a server that does not accept within this long is not there
 READ_TIMEOUT_S = 5.0  # a connection with no bytes for this long (the header included) is lost
 RECV_WAIT_S = 0.05  # one wait for bytes: the reader sees a stop request at least this often
 RECV_BYTES = 1 << 20
-MAX_HEADER_BYTES = 1 << 20  # a stream description is a few kB: a larger length is not a DV stream
+MAX_STREAM_HEADER_BYTES = 1 << 20  # a stream description is a few kB: a larger length is not a DV stream
 MAX_PACKET_BYTES = 64 << 20  # 4 million events: a larger size is a damaged packet header
 MAX_PACKET_SPAN_US = 10_000_000  # a camera sends its events every few milliseconds, never ten seconds in one packet
 DAMAGED_IN_A_ROW = 20
 RESYNC_BYTES = 1 << 20  # bytes without a packet that fits count as one more damaged packet
 LZ4_MAGIC = b"\x04\x22\x4d\x18"  # an LZ4 frame's first bytes
 LZ4_MOST_RATIO = 256  # LZ4 makes at most about 255 bytes of each byte: more is a damaged frame
-DECODED_HERE = (NONE, LZ4, LZ4_HIGH) if lz4_frame.AVAILABLE else (NONE,)
 
 
 class StreamSilent(OSError):
@@ -120,7 +119,7 @@ class PacketReader:
                 body = np.frombuffer(lz4_frame.decompress_frame(body, len(body) * LZ4_MOST_RATIO + (1 << 16)), np.uint8)
             except lz4_frame.LZ4FrameError as error:
                 return Damaged(str(error))
-        status, start, count = _events_vector(body, len(body))
+        status, start, count = events_vector(body, len(body))
         if status != DECODED:
             return Damaged("a packet that does not decode as events")
         events = np.frombuffer(body, EVENT_DTYPE, count, start).copy()  # aligned, and writable
@@ -234,7 +233,7 @@ def _read_header(sock: socket.socket, name: str, deadline: float) -> tuple[Heade
     """The header and the bytes after it; TimeoutError at ``deadline``, OSError naming the stream otherwise."""
     data = _receive_at_least(sock, 4, b"", name, deadline)
     (size,) = struct.unpack_from("<i", data)
-    if not 0 < size <= MAX_HEADER_BYTES:
+    if not 0 < size <= MAX_STREAM_HEADER_BYTES:
         raise OSError(f"{name}: not a DV event stream (its header claims {size} bytes)")
     data = _receive_at_least(sock, 4 + size, data, name, deadline)
     try:

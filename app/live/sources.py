@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from masnn.datasets.events import as_events
+from masnn.datasets.io.aedat4_packets import DECODED_HERE as NETWORK_DECODED
 from masnn.datasets.io.readers import open_recording
 from masnn.live.network import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, NetworkConnection, connect_stream
-from masnn.live.network import DECODED_HERE as NETWORK_DECODED
 
 POLL_S = 0.001  # a live source with nothing new is asked again after this long
 PACE_SLICE_US = 5_000  # a paced replay hands events over in slices this long, as a camera would

@@ -12,11 +12,12 @@ import struct
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 
+from masnn.datasets.io.recording import MAX_SENSOR_SIDE
+
 AEDAT4_MAGIC = b"#!AER-DAT4.0\r\n"
 NONE, LZ4, LZ4_HIGH, ZSTD, ZSTD_HIGH = range(5)
 COMPRESSION_NAMES = {NONE: "none", LZ4: "LZ4", LZ4_HIGH: "LZ4", ZSTD: "Zstandard", ZSTD_HIGH: "Zstandard"}
 NO_TABLE = -1  # dataTablePosition of a recording interrupted before its packet table was written
-MAX_SENSOR_SIDE = 1 << 15  # coordinates are int16
 PACKETS_OFFSET = len(AEDAT4_MAGIC) + 4  # the header flatbuffer starts here
 
 

@@ -64,7 +64,7 @@ def _unsigned(buffer, position, size):
 
 
 @numba.njit(cache=True, nogil=True)
-def _events_vector(packet, n):
+def events_vector(packet, n):
     """(status, first byte, count) of the events in a decompressed packet's first n bytes: a size prefix, then
     a flatbuffer whose root table's first field is the events vector. Every offset is checked before it is
     followed, so a corrupt packet cannot send the reads outside the packet."""
@@ -116,10 +116,10 @@ def _decode_packets(file, offsets, sizes, counts, t_first, t_last, context, scra
             if status != 0 or sizes_io[1] != sizes[k]:
                 full = status > 0 and sizes_io[0] == scratch.shape[0]
                 return (SCRATCH_FULL if full else CORRUPT), k, written, checked
-            status, start, count = _events_vector(scratch, sizes_io[0])
+            status, start, count = events_vector(scratch, sizes_io[0])
             source = scratch.ctypes.data + np.uintp(start)
         else:
-            status, start, count = _events_vector(file[offsets[k] : offsets[k] + sizes[k]], sizes[k])
+            status, start, count = events_vector(file[offsets[k] : offsets[k] + sizes[k]], sizes[k])
             source = file.ctypes.data + np.uintp(offsets[k] + start)
         if status != DECODED:
             return status, k, written, checked
