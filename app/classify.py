@@ -17,14 +17,24 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from masnn.checkpoint import MAX_DT_US, build_model, framing_config, is_number, load_checkpoint
+from masnn.calibration import UNCERTAIN, answer, is_uncertain, load_calibration
+from masnn.checkpoint import (  # noqa: F401  (shipped_file, shipped_weights: imported from here too)
+    DEFAULT_WEIGHTS,
+    MAX_DT_US,
+    build_model,
+    framing_config,
+    is_number,
+    load_checkpoint,
+    resolve_weights,
+    shipped_file,
+    shipped_weights,
+)
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
@@ -32,7 +42,6 @@ from masnn.models.accounting import account
 from masnn.models.inference import prepare_for_inference
 
 SCHEMA = "masnn.classify/1"
-DEFAULT_WEIGHTS = "gesture-tcsa"
 SAMPLE_RECORDING = "sample-gesture.aedat4"
 IDLE = "idle"
 CLIP_SECONDS = 8.0
@@ -40,29 +49,6 @@ MODES = ("auto", "clip", "timeline")
 MAX_WINDOWS = 10_000_000  # a week of 60 ms strides; more is a mistake (a stride of microseconds), not a run
 MAX_BINS = 10 * MAX_WINDOWS  # frames streamed to make the windows, however far apart the windows are
 DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def shipped_file(name: str) -> Path:
-    return Path(str(resources.files("masnn.weights").joinpath(name)))
-
-
-def shipped_weights() -> dict[str, Path]:
-    """Shipped model name -> checkpoint path."""
-    folder = shipped_file("")
-    return {p.stem: p for p in sorted(folder.glob("*.pt"))}
-
-
-def resolve_weights(spec: str | Path | None) -> Path:
-    """A checkpoint path from a shipped model's name or a file path (None: the default shipped model)."""
-    spec = DEFAULT_WEIGHTS if spec is None else spec
-    path = Path(spec)
-    if path.is_file():
-        return path
-    shipped = shipped_weights()
-    if str(spec) in shipped:
-        return shipped[str(spec)]
-    names = ", ".join(shipped) or "none installed"
-    raise ValueError(f"{spec}: neither a checkpoint file nor a shipped model (shipped: {names})")
 
 
 def torch_device(name: str) -> torch.device:
@@ -107,10 +93,18 @@ class Classifier:
     loss: str = "mse"
     ce_scale: float = 10.0
     energy_preset: str = "fp32-45nm"
+    calibration: dict | None = None  # <name>.calibration.json beside the checkpoint (masnn.calibration), or None
+
+    @property
+    def uncertain_threshold(self) -> float | None:
+        """Windows whose top probability is below it are "uncertain"; None: no calibration, no threshold."""
+        return None if self.calibration is None else float(self.calibration["threshold"])
 
     @classmethod
-    def load(cls, weights: str | Path | None = None, device: str = "auto", window_ms: float | None = None) -> "Classifier":
-        """``window_ms`` other than the trained T x dt changes dt to window / T (the model still sees T frames)."""
+    def load(cls, weights: str | Path | None = None, device: str = "auto", window_ms: float | None = None,
+             calibrated: bool = True) -> "Classifier":
+        """``window_ms`` other than the trained T x dt changes dt to window / T (the model still sees T frames).
+        ``calibrated``: read the threshold of "uncertain" from ``<name>.calibration.json`` beside the checkpoint."""
         target = torch_device(device)  # options first: a bad one is refused before the checkpoint is read
         path = resolve_weights(weights)
         checkpoint = load_checkpoint(path)  # checked against its schema: the fields below are there and sane
@@ -123,7 +117,7 @@ class Classifier:
         runner = prepare_for_inference(model) if target.type == "cpu" else model.to(target)
         names = list(config.get("class_names") or [f"class {i}" for i in range(args["num_classes"])])
         return cls(model, runner, framing, names, str(path), dict(args), target, config.get("loss", "mse"),
-                   config.get("ce_scale", 10.0))
+                   config.get("ce_scale", 10.0), calibration=load_calibration(path) if calibrated else None)
 
     @property
     def window_us(self) -> int:
@@ -138,14 +132,17 @@ class Classifier:
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray, top_k: int = 3) -> dict:
-        """One window: {"top_k": [...], "probabilities": [...], "stats": {...}} (no timing of the window)."""
+        """One window: {"class": the top class or "uncertain", "confidence": the top probability, "top_k": [...],
+        "probabilities": [...], "stats": {...}} (no timing of the window)."""
         x = torch.from_numpy(np.ascontiguousarray(frames)).float()[:, None].to(self.device)  # (T, 1, 2, H, W)
         started = time.perf_counter()
         rates, trace = self.runner(x, record=True)
         latency = time.perf_counter() - started
         report = account(trace, self.energy_preset)
         probabilities = self.probabilities(rates[0].float().cpu())
-        return {"top_k": self.top_k(probabilities, top_k), "probabilities": probabilities.tolist(),
+        ranked = self.top_k(probabilities, top_k)
+        label, confidence = answer(ranked, self.uncertain_threshold)
+        return {"class": label, "confidence": confidence, "top_k": ranked, "probabilities": probabilities.tolist(),
                 "stats": window_stats(report, int(frames.sum()), latency)}
 
     def top_k(self, probabilities: torch.Tensor, k: int) -> list[dict]:
@@ -168,8 +165,9 @@ class Window:
     padded: bool = False  # the recording was shorter than one window: zeros after its end
 
 
-def iter_windows(recording, framing: FramingConfig, stride_us: int) -> Iterator[Window]:
-    """Sliding windows of ``framing.n_frames`` bins, every ``stride_us`` rounded to whole bins (at least one).
+def iter_windows(recording, framing: FramingConfig, stride_us: int, start_us: int | None = None, end_us: int | None = None) -> Iterator[Window]:
+    """Sliding windows of ``framing.n_frames`` bins, every ``stride_us`` rounded to whole bins (at least one),
+    over [start_us, end_us) after the first event (default: all of it); window times count from the first event.
     Bounded: dt and T must be positive, and a recording may not make more than MAX_BINS bins or MAX_WINDOWS
     windows (ValueError naming the file: before any frame is made where the format tells the time range,
     else as soon as the count is passed)."""
@@ -179,20 +177,24 @@ def iter_windows(recording, framing: FramingConfig, stride_us: int) -> Iterator[
     if not is_number(stride_us) or stride_us <= 0:
         raise ValueError(f"--stride: must be a positive number of microseconds (got {stride_us})")
     stride = max(1, int(round(stride_us / dt)))
+    offset = start_us or 0
+    origin = first_event_time(recording)
+    start, end = origin + offset, None if end_us is None else origin + end_us
     if recording.info.time_range is not None:
-        first, last = recording.info.time_range
-        _check_counts(recording.info.path, dt, (last - first) // dt + 1, steps, stride)
+        last = recording.info.time_range[1] if end is None else min(recording.info.time_range[1], end - 1)
+        end = None if end is None else last + 1  # no empty frames after the last event
+        _check_counts(recording.info.path, dt, max(0, last - start) // dt + 1, steps, stride)
     held = None  # the frames some window still needs
     first_bin = 0  # bin index of held[0]
-    for block in iter_recording_frames(recording, framing, first_event_time(recording)):
+    for block in iter_recording_frames(recording, framing, start, end):
         held = block if held is None else np.concatenate([held, block])
         _check_counts(recording.info.path, dt, first_bin + len(held), steps, stride)
         while len(held) >= steps:
-            yield Window(first_bin * dt, held[:steps])
+            yield Window(offset + first_bin * dt, held[:steps])
             held, first_bin = held[stride:], first_bin + stride
     if first_bin == 0 and held is not None:  # no window yet: the recording is shorter than one
         padding = np.zeros((steps - len(held), *held.shape[1:]), held.dtype)
-        yield Window(0, np.concatenate([held, padding]), padded=True)
+        yield Window(offset, np.concatenate([held, padding]), padded=True)
 
 
 def _check_counts(path, dt: int, bins: int, steps: int, stride: int) -> None:
@@ -214,12 +216,17 @@ def smooth(probabilities: np.ndarray, width: int) -> np.ndarray:
     return sums / counts
 
 
-def segments(windows: list[dict], class_names: list[str], smoothing: int = 3, min_windows: int = 2) -> list[dict]:
-    """Runs of one smoothed class over the windows; idle windows make idle runs."""
+def segments(windows: list[dict], class_names: list[str], smoothing: int = 3, min_windows: int = 2,
+             threshold: float | None = None) -> list[dict]:
+    """Runs of one smoothed class over the windows; idle windows make idle runs, windows whose smoothed top
+    probability is below ``threshold`` uncertain runs. A window stands for its centre: a boundary between two
+    segments is halfway between the centres of the windows either side, the first segment starts at the first
+    window's start and the last ends at the last window's end, so the segments tile that span without overlap."""
     if not windows:
         return []
     probabilities = smooth(np.array([w["probabilities"] for w in windows]), smoothing)
-    labels = [IDLE if w["idle"] else int(p.argmax()) for w, p in zip(windows, probabilities)]
+    labels = [IDLE if w["idle"] else UNCERTAIN if is_uncertain(float(p.max()), threshold) else int(p.argmax())
+              for w, p in zip(windows, probabilities)]
     runs = []  # [label, first, last]
     for i, label in enumerate(labels):
         if runs and runs[-1][0] == label:
@@ -243,14 +250,19 @@ def segments(windows: list[dict], class_names: list[str], smoothing: int = 3, mi
                 else:
                     merged.append(r)
             runs, changed = merged, True
+    centres = [(w["start_s"] + w["end_s"]) / 2 for w in windows]
+    bounds = [windows[0]["start_s"]] + [(centres[first - 1] + centres[first]) / 2 for _, first, _ in runs[1:]] + [windows[-1]["end_s"]]
     out = []
-    for label, first, last in runs:
+    for k, (label, first, last) in enumerate(runs):
         span = probabilities[first:last + 1]
-        entry = {"start_s": windows[first]["start_s"], "end_s": windows[last]["end_s"], "windows": last - first + 1}
+        entry = {"start_s": bounds[k], "end_s": bounds[k + 1], "windows": last - first + 1}
         if label == IDLE:
-            entry.update({"class": IDLE, "index": None, "confidence": None})
+            entry.update({"class": IDLE, "index": None, "confidence": None, "top_guess": None})
         else:
-            entry.update({"class": class_names[label], "index": label, "confidence": float(span[:, label].mean())})
+            guess = int(span.mean(0).argmax()) if label == UNCERTAIN else label
+            confidence = float(span.max(1).mean()) if label == UNCERTAIN else float(span[:, label].mean())
+            entry.update({"class": UNCERTAIN if label == UNCERTAIN else class_names[label], "index": None if label == UNCERTAIN else label,
+                          "confidence": confidence, "top_guess": class_names[guess]})
         out.append(entry)
     return out
 
@@ -264,6 +276,8 @@ class ClassifyOptions:
     min_windows: int = 2
     min_events: int = 200
     mode: str = "auto"  # auto | clip | timeline
+    start_s: float | None = None  # part of the recording: seconds after its first event
+    end_s: float | None = None
 
     def __post_init__(self):  # checked before any work, not after a long recording was classified
         if self.mode not in MODES:
@@ -276,6 +290,12 @@ class ClassifyOptions:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= low):
                 raise ValueError(f"--{name.replace('_', '-')}: must be a whole number >= {low} (got {value!r})")
+        for name in ("start_s", "end_s"):
+            value = getattr(self, name)
+            if value is not None and not (is_number(value) and value >= 0):
+                raise ValueError(f"--{name[:-2]}: must be a number of seconds >= 0 (got {value})")
+        if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError(f"--end: must come after --start (got {self.end_s} s, --start {self.start_s} s)")
 
 
 def classify_recording(path: str | Path, classifier: Classifier, options: ClassifyOptions = ClassifyOptions(),
@@ -287,26 +307,62 @@ def classify_recording(path: str | Path, classifier: Classifier, options: Classi
     started = time.perf_counter()
     with open_recording(path) as recording:
         info = recording.info
+        span_seen = _track_events(recording)  # first and last event read: the duration where the format gives none
         windows = []
-        for window in iter_windows(recording, classifier.framing, stride_us):
+        span = [None if s is None else int(round(s * 1e6)) for s in (options.start_s, options.end_s)]
+        for window in iter_windows(recording, classifier.framing, stride_us, *span):
             entry = classifier(window.frames, options.top_k)
             entry.update({"start_s": window.start_us / 1e6, "end_s": (window.start_us + classifier.window_us) / 1e6,
                           "padded": window.padded, "idle": entry["stats"]["events"] < options.min_events})
+            if entry["idle"]:
+                entry["class"] = IDLE
             windows.append(entry)
             if on_window is not None:
                 on_window(window, entry)
             if progress is not None:
                 progress(entry["end_s"])
     if not windows:
-        raise ValueError(f"{path}: no events to classify")
-    return build_report(path, info, classifier, options, windows, stride_us, time.perf_counter() - started)
+        within = "" if options.start_s is None and options.end_s is None else f" from {options.start_s or 0:g} s to {'the end' if options.end_s is None else f'{options.end_s:g} s'}"
+        raise ValueError(f"{path}: no events to classify{within}")
+    if info.time_range is not None:
+        duration_s = (info.time_range[1] - info.time_range[0]) / 1e6
+    else:  # measured: the first event to the last (read to the end unless --end stopped short)
+        duration_s = None if options.end_s is not None or span_seen[0] is None else (span_seen[1] - span_seen[0]) / 1e6
+    return build_report(path, info, classifier, options, windows, stride_us, time.perf_counter() - started, duration_s)
 
 
-def build_report(path, info, classifier: Classifier, options: ClassifyOptions, windows: list[dict], stride_us: int, seconds: float) -> dict:
-    active = [w for w in windows if not w["idle"]] or windows
-    mean = torch.tensor(np.mean([w["probabilities"] for w in active], 0))
+def _track_events(recording) -> list:
+    """[first t, last t] of the events ``recording.chunks`` yields from now on (updated as they are read)."""
+    seen = [None, None]
+    chunks = recording.chunks
+
+    def tracked(*args, **kwargs):
+        for chunk in chunks(*args, **kwargs):
+            if len(chunk):
+                seen[0] = int(chunk["t"][0]) if seen[0] is None else min(seen[0], int(chunk["t"][0]))
+                seen[1] = int(chunk["t"][-1]) if seen[1] is None else max(seen[1], int(chunk["t"][-1]))
+            yield chunk
+
+    recording.chunks = tracked
+    return seen
+
+
+def padding_note(duration_s: float | None, window_us: int) -> str:
+    recording = "the recording" if duration_s is None else f"the recording ({duration_s:.2f} s)"
+    return f"{recording} is shorter than one window ({window_us / 1e6:.2f} s): padded with empty frames"
+
+
+def build_report(path, info, classifier: Classifier, options: ClassifyOptions, windows: list[dict], stride_us: int, seconds: float,
+                 duration_s: float | None = None) -> dict:
+    active = [w for w in windows if not w["idle"]]
+    mean = torch.tensor(np.mean([w["probabilities"] for w in active or windows], 0))
+    ranked = classifier.top_k(mean, options.top_k)
+    label, confidence = answer(ranked, classifier.uncertain_threshold) if active else (IDLE, ranked[0]["probability"])
+    threshold = classifier.uncertain_threshold
+    calibration = classifier.calibration or {}
     clip = options.mode == "clip" or (options.mode == "auto" and windows[-1]["end_s"] <= CLIP_SECONDS)
-    timeline = [] if clip else segments(windows, classifier.class_names, options.smoothing, options.min_windows)
+    timeline = [] if clip else segments(windows, classifier.class_names, options.smoothing, options.min_windows, threshold)
+    notes = [padding_note(duration_s, classifier.window_us)] if windows[0]["padded"] else []
     latencies = np.array([w["stats"]["latency_ms"] for w in windows])
     stats = [w["stats"] for w in windows]
     totals = {"windows": len(windows), "events_in_windows": int(sum(s["events"] for s in stats)),
@@ -323,13 +379,17 @@ def build_report(path, info, classifier: Classifier, options: ClassifyOptions, w
         "schema": SCHEMA,
         "file": str(path),
         "recording": {"format": info.format, "camera": info.camera or "unknown", "sensor": [info.width, info.height],
-                      "duration_s": (info.time_range[1] - info.time_range[0]) / 1e6 if info.time_range else None},
+                      "duration_s": duration_s},
         "model": {"weights": classifier.weights, "name": classifier.model_args["name"], "attention": classifier.model_args.get("attention"),
                   "classes": classifier.class_names, "framing": classifier.framing.to_dict(), "window_us": classifier.window_us,
                   "stride_us": max(1, round(stride_us / classifier.framing.dt_us)) * classifier.framing.dt_us,
-                  "device": str(classifier.device), "energy_preset": classifier.energy_preset},
+                  "device": str(classifier.device), "energy_preset": classifier.energy_preset,
+                  "uncertain_threshold": threshold,
+                  "uncertain_rule": calibration.get("rule", "no calibration file beside the checkpoint: no answer is called uncertain"),
+                  "calibration_data": calibration.get("data")},
         "mode": "clip" if clip else "timeline",
-        "prediction": {"top_k": classifier.top_k(mean, options.top_k)},
+        "prediction": {"class": label, "confidence": confidence, "top_k": ranked},
+        "notes": notes,
         "segments": timeline,
         "windows": windows,
         "totals": totals,

@@ -42,7 +42,69 @@ def contact_sheet(frames: np.ndarray, columns: int = 10, min_side: int = 96) -> 
     return sheet
 
 
-def save_frames(path: str | Path, frames: np.ndarray) -> None:
+TEXT = (220, 220, 220)  # BGR: light grey on the sheet's dark background
+ON_COLOUR, OFF_COLOUR = (0, 0, 255), (255, 0, 0)  # BGR: ON red, OFF blue, as event_colours draws them
+
+
+def _text(image: np.ndarray, text: str, x: int, y: int, scale: float = 0.4, colour=TEXT) -> None:
+    import cv2
+
+    cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def _text_width(text: str, scale: float) -> int:
+    import cv2
+
+    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+
+
+def tile_time(k: int, dt_us: int) -> str:
+    """Frame k's time range from the start: `90-135 ms`, or in seconds once past 10 s."""
+    start, end = k * dt_us / 1000, (k + 1) * dt_us / 1000
+    if end < 10_000:
+        return f"{start:g}-{end:g} ms"
+    return f"{start / 1000:.1f}-{end / 1000:.1f} s"
+
+
+def labelled_sheet(frames: np.ndarray, dt_us: int | None = None, title: str | None = None, columns: int = 10,
+                   min_side: int = 96) -> np.ndarray:
+    """``contact_sheet`` with words: a title line, each tile's time range (ms from the first frame's start; the
+    frame number without ``dt_us``) under it, and a legend line: ON events red, OFF blue, brightness by count."""
+    n, _, height, width = frames.shape
+    scale = max(1, -(-min_side // max(height, width)))
+    tile_w, tile_h = width * scale + 2, height * scale + 2
+    tiles = contact_sheet(frames, columns, min_side)
+    rows = -(-n // columns) if n else 1
+    label_h, bar_h = 16, 24
+    peak = colour_peak(frames)
+    legend = f"brightness: events per pixel, full at {peak}"
+    sheet_w = max(tiles.shape[1], 380)
+    sheet = np.full((bar_h + rows * (tile_h + label_h) + bar_h, sheet_w, 3), 40, np.uint8)
+    if title:
+        size = 0.45
+        while size > 0.25 and _text_width(title, size) > sheet_w - 8:
+            size -= 0.05
+        _text(sheet, title, 4, 16, size)
+    for r in range(rows):
+        y = bar_h + r * (tile_h + label_h)
+        sheet[y : y + tile_h, : tiles.shape[1]] = tiles[r * tile_h : (r + 1) * tile_h]
+        for c in range(min(columns, n - r * columns)):
+            k = r * columns + c
+            label = tile_time(k, dt_us) if dt_us else f"frame {k}"
+            size = 0.35
+            while size > 0.2 and _text_width(label, size) > tile_w - 4:
+                size -= 0.05
+            _text(sheet, label, c * tile_w + 2, y + tile_h + 11, size)
+    y = sheet.shape[0] - bar_h
+    for x, colour, word in ((4, ON_COLOUR, "ON"), (58, OFF_COLOUR, "OFF")):
+        sheet[y + 6 : y + 18, x : x + 12] = colour
+        _text(sheet, word, x + 16, y + 17)
+    _text(sheet, legend, 120, y + 17, 0.35 if _text_width(legend, 0.4) > sheet_w - 124 else 0.4)
+    return sheet
+
+
+def save_frames(path: str | Path, frames: np.ndarray, dt_us: int | None = None, title: str | None = None) -> None:
+    """frames.npy (the counts [T, 2, H, W]) or a picture: the labelled contact sheet (``labelled_sheet``)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -51,7 +113,7 @@ def save_frames(path: str | Path, frames: np.ndarray) -> None:
     elif suffix in (".png", ".jpg", ".jpeg"):
         import cv2
 
-        ok, encoded = cv2.imencode(suffix, contact_sheet(frames))
+        ok, encoded = cv2.imencode(suffix, labelled_sheet(frames, dt_us, title))
         if not ok:
             raise EventFileError(path, "could not encode the image")
         with atomic_path(path) as temporary:

@@ -4,13 +4,19 @@ Each dt bin of the recording becomes one video frame, so the video plays in real
 overlap; each bin is drawn once, when the first window holding it arrives (the first window gives all T bins,
 later ones their newest ``stride`` bins), and is annotated with that window's results:
 
-    +------------------------+-----------------------------------------+
-    | events (ON red,        | predicted class, confidence bar, top-k  |
-    | OFF blue) over the     | TA weight per step of the window,       |
-    | first SA map (heat)    |   one line per layer, current step      |
-    |                        | firing rate per layer, scrolling        |
-    | time, step, events     | spikes, NASAR, energy                   |
-    +------------------------+-----------------------------------------+
+    +----------------+--------+--------------------------------------+
+    | the sensor's   | model  | predicted class and %, bar, top-k    |
+    | own view: its  | input  | TA weight per step of the window,    |
+    | events in this | 32x32  |   one line per layer, current step   |
+    | bin (the crop  +--------+ firing rate per layer, scrolling     |
+    | the model sees | SA map |                                      |
+    | outlined)      | (heat) |                                      |
+    | time, step, events      | spikes, NASAR, energy                |
+    +-------------------------+--------------------------------------+
+
+The sensor view is read from the recording itself (``recording=``) at the sensor's resolution; the SA heat map
+has its own panel, so it never dims the events. The mp4 is H.264 (yuv420p), written with PyAV, whose wheels
+carry FFmpeg with libx264: browsers play it.
 
 The prediction is classify's (its runner); attention and per-step firing rates come from one more run of the
 trained modules (``classifier.model``) on the same window, which is where the gates can be read.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -27,16 +34,19 @@ import numpy as np
 import torch
 
 from masnn.classify import Classifier, Window
+from masnn.datasets.io.readers import open_recording
+from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.io.writers import atomic_path
+from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
 from masnn.models.attention import capture_attention
 from masnn.pictures import colour_peak, event_colours
 
 SIZE = (640, 360)  # width, height of every video frame
 SUFFIXES = (".mp4", ".gif")
 GIF_MAX_FRAMES = 1500  # a GIF is encoded from all its frames at once: about 1 GB of 640 x 360 frames
-HEAT_OPACITY = 0.55
-EVENT_FLOOR = 110  # brightness of a single event: it must stand out from the heat map
-STRIP_BINS = 108  # bins of firing-rate history shown, 2 px each
+EVENT_FLOOR = 110  # brightness of a single event: it must stand out from the dark background
+STRIP_BINS = 108  # bins of firing-rate history shown
+H264_CRF = "20"  # x264 quality (lower: better, larger); event frames are sharp-edged, so a little under the default 23
 
 BACKGROUND = (24, 24, 24)
 TEXT = (225, 225, 225)
@@ -44,10 +54,14 @@ DIM = (140, 140, 140)
 LAYER_COLOURS = [(255, 190, 80), (90, 200, 255), (120, 230, 120), (230, 130, 230), (80, 140, 255), (200, 200, 90), (180, 180, 255)]
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
-EVENT_BOX = (10, 28, 300, 300)  # x, y, width, height
+SENSOR_BOX = (10, 36, 256, 256)  # x, y, width, height: the recording's events at the sensor's resolution
+INPUT_BOX = (276, 36, 96, 96)  # the model's input (32x32 at 3x)
+SA_BOX = (276, 168, 96, 96)  # the first SA map, as a heat map of its own
+RIGHT_X, RIGHT_WIDTH = 386, 244  # the prediction, TA and firing-rate column
 PREDICTION_Y = 30
-TA_BOX = (330, 146, 300, 74)
-STRIP_BOX = (330, 254, 300, 80)  # rows of layers; a label column then the scrolling strip
+NAME_SCALE, PERCENT_SCALE, PREDICTION_GAP = 0.8, 0.7, 12  # the predicted class, its percentage, at least this apart
+TA_BOX = (RIGHT_X, 146, RIGHT_WIDTH, 74)
+STRIP_BOX = (RIGHT_X, 254, RIGHT_WIDTH, 80)  # rows of layers; a label column then the scrolling strip
 
 
 @dataclass
@@ -67,9 +81,11 @@ class WindowView:
 class Renderer:
     """Writes an annotated video while classify runs: ``with Renderer(out, classifier, stride_bins) as r:`` then
     ``classify_recording(..., on_window=r.add)``. The video appears under ``out_path`` only when the block ends
-    without error (it is written beside it under a temporary name)."""
+    without error (it is written beside it under a temporary name). ``recording``: the file being classified,
+    read a second time for the sensor's own view (without it that panel says so)."""
 
-    def __init__(self, out_path: str | Path, classifier: Classifier, stride_bins: int | None = None):
+    def __init__(self, out_path: str | Path, classifier: Classifier, stride_bins: int | None = None,
+                 recording: str | Path | None = None):
         self.path = Path(out_path)
         suffix = self.path.suffix.lower()
         if suffix not in SUFFIXES:
@@ -77,6 +93,7 @@ class Renderer:
         if not self.path.parent.is_dir():
             raise ValueError(f"{out_path}: folder {self.path.parent} does not exist")
         self.classifier = classifier
+        self.recording = None if recording is None else Path(recording)
         self.stride_bins = stride_bins  # shown in the header; which bins are new follows from each window's start
         self.dt_us = classifier.framing.dt_us
         self.fps = 1e6 / self.dt_us
@@ -85,12 +102,15 @@ class Renderer:
         self._next_bin = 0
         self._rate_history: deque[np.ndarray] = deque(maxlen=STRIP_BINS)
         self._sink = None
+        self._sensor: SensorStream | None = None
         self._stack = None
 
     def __enter__(self) -> Renderer:
         with contextlib.ExitStack() as stack:
+            if self.recording is not None:
+                self._sensor = stack.enter_context(SensorStream(self.recording, self.classifier.framing))
             temporary = stack.enter_context(atomic_path(self.path))
-            self._sink = Mp4Sink(temporary, self.fps) if self.path.suffix.lower() == ".mp4" else GifSink(temporary, self.dt_us)
+            self._sink = Mp4Sink(temporary, self.dt_us) if self.path.suffix.lower() == ".mp4" else GifSink(temporary, self.dt_us)
             stack.push(self._finish)  # runs before atomic_path renames (success) or deletes (error) the file
             self._stack = stack.pop_all()
         return self
@@ -132,6 +152,7 @@ class Renderer:
     def draw(self, view: WindowView, step: int) -> np.ndarray:
         """One BGR frame [360, 640, 3]: bin ``step`` of the window in ``view``."""
         canvas = np.full((SIZE[1], SIZE[0], 3), BACKGROUND, np.uint8)
+        self._draw_sensor(canvas, view.first_bin + step)
         self._draw_events(canvas, view, step)
         self._draw_prediction(canvas, view.entry)
         _draw_ta(canvas, view.ta, step, self._layer_colours(view))
@@ -143,20 +164,44 @@ class Renderer:
         names = ["input", *view.rates]  # fixed order, so a layer keeps its colour in every panel
         return {name: LAYER_COLOURS[i % len(LAYER_COLOURS)] for i, name in enumerate(names)}
 
+    def _draw_sensor(self, canvas: np.ndarray, bin_index: int) -> None:
+        x0, y0, width, height = SENSOR_BOX
+        if self._sensor is None:
+            cv2.rectangle(canvas, (x0, y0), (x0 + width, y0 + height), (70, 70, 70), 1)
+            _text(canvas, _fit("sensor view: no recording given", 0.42, width - 16), (x0 + 8, y0 + height // 2), 0.42, DIM)
+            return
+        sensor = self._sensor
+        frame, peak = sensor.frame(bin_index)
+        (left, top), image = _place(event_colours(frame, peak, floor=EVENT_FLOOR), SENSOR_BOX, whole_multiples=True)
+        canvas[top : top + image.shape[0], left : left + image.shape[1]] = image
+        scale = image.shape[1] / frame.shape[2]
+        cv2.rectangle(canvas, (left - 1, top - 1), (left + image.shape[1], top + image.shape[0]), (70, 70, 70), 1)
+        width_px, height_px = sensor.sensor_size
+        if sensor.crop_box is not None and sensor.crop_box != (0, 0, width_px, height_px):
+            cx, cy, cw, ch = sensor.crop_box  # the region the model sees
+            cv2.rectangle(canvas, (left + round(cx * scale), top + round(cy * scale)),
+                          (left + round((cx + cw) * scale) - 1, top + round((cy + ch) * scale) - 1), (0, 200, 255), 1)
+        camera = f"{sensor.camera} " if sensor.camera else ""
+        _text(canvas, _fit(f"sensor: {camera}{width_px}x{height_px}, {int(frame.sum())} events", 0.42, width), (x0, y0 - 10), 0.42, DIM)
+
     def _draw_events(self, canvas: np.ndarray, view: WindowView, step: int) -> None:
-        x0, y0, width, height = EVENT_BOX
+        """The model's input at this step, and beside it (its own panel) the first SA map."""
+        x0, y0, width, height = INPUT_BOX
         events = event_colours(view.frames[step], view.peak, floor=EVENT_FLOOR)
-        scale = min(width / events.shape[1], height / events.shape[0])
-        shown = (max(1, round(events.shape[1] * scale)), max(1, round(events.shape[0] * scale)))
-        image = cv2.resize(events, shown, interpolation=cv2.INTER_NEAREST)
-        title = "events (ON red, OFF blue)"
-        if view.sa is not None:
-            lo, hi = _range(view.sa)
-            image = _overlay_heat(image, view.sa[step], (lo, hi))
-            title = f"events + {view.sa_layer} SA ({lo:.2f}-{hi:.2f})"
-        left, top = x0 + (width - shown[0]) // 2, y0 + (height - shown[1]) // 2
-        canvas[top : top + shown[1], left : left + shown[0]] = image
-        _text(canvas, title, (x0, y0 - 10), 0.42, DIM)
+        (left, top), image = _place(events, INPUT_BOX, whole_multiples=True)
+        canvas[top : top + image.shape[0], left : left + image.shape[1]] = image
+        cv2.rectangle(canvas, (left - 1, top - 1), (left + image.shape[1], top + image.shape[0]), (70, 70, 70), 1)
+        side = "x".join(map(str, view.frames.shape[:1:-1]))
+        _text(canvas, _fit(f"input {side}", 0.42, width), (x0, y0 - 10), 0.42, DIM)
+        x0, y0, width, height = SA_BOX
+        if view.sa is None:
+            _text(canvas, _fit("no SA", 0.42, width), (x0, y0 - 10), 0.42, DIM)
+            return
+        lo, hi = _range(view.sa)
+        (left, top), heat = _place(_heat(view.sa[step], (lo, hi)), SA_BOX, whole_multiples=True)
+        canvas[top : top + heat.shape[0], left : left + heat.shape[1]] = heat
+        _text(canvas, _fit(f"{view.sa_layer} SA", 0.42, width), (x0, y0 - 10), 0.42, DIM)
+        _text(canvas, _fit(f"{lo:.2f}-{hi:.2f}", 0.36, width), (x0, top + heat.shape[0] + 14), 0.36, DIM)
 
     def _draw_prediction(self, canvas: np.ndarray, entry: dict) -> None:
         x0, width = TA_BOX[0], TA_BOX[2]
@@ -165,24 +210,30 @@ class Renderer:
             _text(canvas, "fewer events than needed for a prediction", (x0, PREDICTION_Y + 28), 0.4, DIM)
             return
         best = entry["top_k"][0]
-        _text(canvas, best["class"], (x0, PREDICTION_Y), 0.8, TEXT, 2)
-        _text(canvas, f"{100 * best['probability']:.0f}%", (x0 + width - 50, PREDICTION_Y), 0.7, TEXT, 2)
-        _bar(canvas, (x0, PREDICTION_Y + 10, width, 12), best["probability"], (90, 200, 90))
-        for rank, other in enumerate(entry["top_k"][1:3], start=2):
-            y = PREDICTION_Y + 44 + 18 * (rank - 2)
-            _text(canvas, f"{rank}. {other['class']}", (x0, y), 0.4, DIM)
-            _bar(canvas, (x0 + 190, y - 9, width - 190, 8), other["probability"], (110, 110, 110))
+        uncertain = entry.get("class") == "uncertain"  # below the calibrated threshold: the guesses are listed, none claimed
+        name, percent = prediction_texts("uncertain" if uncertain else best["class"], best["probability"], width)
+        colour = (80, 190, 230) if uncertain else TEXT
+        _text(canvas, name, (x0, PREDICTION_Y), NAME_SCALE, colour, 2)
+        _text(canvas, percent, (x0 + width - _text_width(percent, PERCENT_SCALE, 2), PREDICTION_Y), PERCENT_SCALE, colour, 2)
+        _bar(canvas, (x0, PREDICTION_Y + 10, width, 12), best["probability"], (80, 190, 230) if uncertain else (90, 200, 90))
+        label_width = width * 3 // 5  # the runners-up (for an uncertain window, the top guesses): name, then their bar
+        first = 1 if uncertain else 2
+        for rank, other in enumerate(entry["top_k"][first - 1:first + 1], start=first):
+            y = PREDICTION_Y + 44 + 18 * (rank - first)
+            _text(canvas, _fit(f"{rank}. {other['class']}", 0.4, label_width - 8), (x0, y), 0.4, DIM)
+            _bar(canvas, (x0 + label_width, y - 9, width - label_width, 8), other["probability"], (110, 110, 110))
 
     def _draw_footer(self, canvas: np.ndarray, view: WindowView, step: int) -> None:
         entry, stats = view.entry, view.entry["stats"]
         seconds = (view.first_bin + step) * self.dt_us / 1e6
         events = int(view.frames[step].sum())
-        _text(canvas, f"t {seconds:6.2f} s   step {step + 1}/{len(view.frames)}   {events} events", (EVENT_BOX[0], 348), 0.42, TEXT)
+        footer = f"t {seconds:6.2f} s   step {step + 1}/{len(view.frames)}   {events} events in the input"
+        _text(canvas, _fit(footer, 0.42, RIGHT_X - SENSOR_BOX[0] - 12), (SENSOR_BOX[0], 348), 0.42, TEXT)
         stride = f", stride {self.stride_bins}" if self.stride_bins else ""
-        _text(canvas, f"window {entry['start_s']:.2f}-{entry['end_s']:.2f} s  (dt {self.dt_us / 1000:g} ms, T {len(view.frames)}{stride})",
-              (TA_BOX[0], 114), 0.38, DIM)
-        _text(canvas, f"{stats['spikes']:.0f} spikes  NASAR {stats['nasar']:.3f}  {stats['energy_uj']:.2f} uJ",
-              (TA_BOX[0], 352), 0.38, DIM)
+        _text(canvas, _fit(f"window {entry['start_s']:.2f}-{entry['end_s']:.2f} s (dt {self.dt_us / 1000:g} ms, T {len(view.frames)}{stride})",
+                           0.36, RIGHT_WIDTH), (RIGHT_X, 114), 0.36, DIM)
+        _text(canvas, _fit(f"{stats['spikes']:.0f} spikes  NASAR {stats['nasar']:.3f}  {stats['energy_uj']:.2f} uJ", 0.36, RIGHT_WIDTH),
+              (RIGHT_X, 352), 0.36, DIM)
 
 
 def _real_length(window: Window) -> int:
@@ -197,14 +248,58 @@ def _range(values: np.ndarray) -> tuple[float, float]:
     return float(values.min()), float(values.max())
 
 
-def _overlay_heat(image: np.ndarray, attention: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """The map, scaled over the window's range so that steps compare, as a dimmed heat map behind the events;
-    pixels with events keep their own colour, which a blend would wash out where counts are low."""
+def _heat(attention: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """The map as a BGR heat image, scaled over the window's range so that steps compare."""
     lo, hi = value_range
     level = np.zeros_like(attention) if hi - lo < 1e-9 else (attention - lo) / (hi - lo)
-    level = cv2.resize((255 * level).astype(np.uint8), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-    heat = (cv2.applyColorMap(level, cv2.COLORMAP_VIRIDIS) * HEAT_OPACITY).astype(np.uint8)
-    return np.where(image.any(2, keepdims=True), image, heat)
+    return cv2.applyColorMap((255 * np.clip(level, 0, 1)).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+
+
+def _place(image: np.ndarray, box: tuple[int, int, int, int], whole_multiples: bool = False) -> tuple[tuple[int, int], np.ndarray]:
+    """``image`` scaled to fit ``box`` (nearest pixel; by a whole factor where it is smaller than the box, so
+    every sensor pixel is the same size), and the top-left corner that centres it there."""
+    x0, y0, width, height = box
+    scale = min(width / image.shape[1], height / image.shape[0])
+    if whole_multiples and scale >= 1:
+        scale = int(scale)
+    shown = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    resized = cv2.resize(image, shown, interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA)
+    return (x0 + (width - shown[0]) // 2, y0 + (height - shown[1]) // 2), resized
+
+
+class SensorStream:
+    """The recording's events at the sensor's resolution, one dt bin at a time from its first event (the bins
+    of classify's windows), for the sensor panel. Bins are asked for in order; past the end they are empty."""
+
+    def __init__(self, path: Path, framing: FramingConfig):
+        self.path, self.framing = path, framing
+        self.held = np.zeros((0,), np.int16)
+        self.first = 0  # bin index of held[0]
+        self.peak = 1
+
+    def __enter__(self) -> SensorStream:
+        self.recording = open_recording(self.path)
+        info = self.recording.info
+        self.sensor_size, self.camera = info.sensor_size, info.camera
+        spatial = self.framing.spatial_map(self.sensor_size)
+        self.crop_box = None if spatial is None else spatial.crop_box
+        config = FramingConfig(dt_us=self.framing.dt_us, n_frames=None, size=None)
+        self.blocks = iter_recording_frames(self.recording, config, first_event_time(self.recording))
+        self.held = np.zeros((0, 2, self.sensor_size[1], self.sensor_size[0]), np.int16)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.recording.close()
+
+    def frame(self, bin_index: int) -> tuple[np.ndarray, int]:
+        """Bin ``bin_index`` [2, H, W] and the count that saturates its colour (the 99th percentile of its block)."""
+        while bin_index >= self.first + len(self.held):
+            block = next(self.blocks, None)
+            if block is None:
+                return np.zeros(self.held.shape[1:], np.int16), self.peak
+            self.first += len(self.held)
+            self.held, self.peak = block, colour_peak(block)
+        return self.held[max(0, bin_index - self.first)], self.peak
 
 
 def _draw_ta(canvas: np.ndarray, ta: dict[str, np.ndarray], step: int, colours: dict[str, tuple]) -> None:
@@ -235,6 +330,8 @@ def _draw_ta(canvas: np.ndarray, ta: dict[str, np.ndarray], step: int, colours: 
 def _legend(canvas: np.ndarray, names: list[str], colours: dict[str, tuple], origin: tuple[int, int]) -> None:
     x, y = origin
     for name in names:
+        if x + _text_width(name, 0.34) > TA_BOX[0] + TA_BOX[2]:
+            break  # no room for more names in the column: they stay out rather than run off it
         _text(canvas, name, (x, y), 0.34, colours[name])
         x += _text_width(name, 0.34) + 8
 
@@ -267,27 +364,73 @@ def _bar(canvas: np.ndarray, box: tuple[int, int, int, int], fraction: float, co
         cv2.rectangle(canvas, (x + 1, y + 1), (x + filled, y + height - 1), colour, -1)
 
 
-def _text_width(text: str, scale: float) -> int:
-    return cv2.getTextSize(text, FONT, scale, 1)[0][0]
+def _text_width(text: str, scale: float, thickness: int = 1) -> int:
+    return cv2.getTextSize(text, FONT, scale, thickness)[0][0]
+
+
+def text_box(text: str, origin: tuple[int, int], scale: float, thickness: int = 1) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) that cv2.putText covers for ``text`` drawn at ``origin`` (its baseline's left end)."""
+    (width, height), baseline = cv2.getTextSize(text, FONT, scale, thickness)
+    return origin[0], origin[1] - height, origin[0] + width, origin[1] + baseline
+
+
+def _fit(text: str, scale: float, width: int, thickness: int = 1) -> str:
+    """``text``, cut and ended with ".." where it would be wider than ``width`` pixels."""
+    if _text_width(text, scale, thickness) <= width:
+        return text
+    while text and _text_width(text + "..", scale, thickness) > width:
+        text = text[:-1]
+    return text.rstrip() + ".."
+
+
+def prediction_texts(name: str, probability: float, width: int) -> tuple[str, str]:
+    """The predicted class (elided as needed) and its percentage, sized to share one line of ``width`` pixels
+    with a gap between them: the name left, the percentage right-aligned."""
+    percent = f"{100 * probability:.0f}%"
+    room = width - _text_width(percent, PERCENT_SCALE, 2) - PREDICTION_GAP
+    return _fit(name, NAME_SCALE, room, 2), percent
+
+
+TEXT_LOG: list[tuple[str, tuple[int, int, int, int]]] | None = None  # set to a list to collect every text's box (tests)
 
 
 def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float, colour: tuple, thickness: int = 1) -> None:
+    if TEXT_LOG is not None:
+        TEXT_LOG.append((text, text_box(text, origin, scale, thickness)))
     cv2.putText(canvas, text, origin, FONT, scale, colour, thickness, cv2.LINE_AA)
 
 
 class Mp4Sink:
-    """MPEG-4 part 2 ("mp4v"): the codec OpenCV's own FFmpeg build always has."""
+    """H.264 (libx264, yuv420p, faststart) through PyAV, whose wheels carry FFmpeg with libx264: what browsers
+    play, unlike the MPEG-4 part 2 that OpenCV's own writer offers. The frame size is even, as yuv420p needs."""
 
-    def __init__(self, path: Path, fps: float):
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, SIZE)
-        if not self.writer.isOpened():
-            raise OSError(f"{path}: OpenCV could not open an mp4v video writer")
+    def __init__(self, path: Path, dt_us: int):
+        import av
+
+        self.container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+        try:
+            self.stream = self.container.add_stream("libx264", rate=Fraction(1_000_000, dt_us).limit_denominator(100_000))
+        except (av.error.FFmpegError, ValueError) as error:
+            self.container.close()
+            raise OSError(f"{path}: PyAV's FFmpeg has no H.264 encoder ({error})") from None
+        self.stream.width, self.stream.height = SIZE
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": H264_CRF, "preset": "medium"}
+        self.count = 0
+        self.av = av
 
     def write(self, image: np.ndarray) -> None:
-        self.writer.write(image)
+        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        frame.pts = self.count
+        self.count += 1
+        self.container.mux(self.stream.encode(frame))
 
     def close(self, complete: bool) -> None:
-        self.writer.release()
+        try:
+            if complete:
+                self.container.mux(self.stream.encode(None))  # what the encoder still holds
+        finally:
+            self.container.close()
 
 
 class GifSink:

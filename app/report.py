@@ -25,7 +25,22 @@ def _mean(windows: list[dict], key: str) -> float:
 
 
 def _segment_windows(report: dict, segment: dict) -> list[dict]:
-    return [w for w in report["windows"] if segment["start_s"] <= w["start_s"] and w["end_s"] <= segment["end_s"]] or report["windows"]
+    """The windows whose centre is in the segment (a window stands for its centre)."""
+    return [w for w in report["windows"] if segment["start_s"] <= (w["start_s"] + w["end_s"]) / 2 <= segment["end_s"]] or report["windows"]
+
+
+def answer_text(label: str, top_guess: str | None, confidence: float | None) -> str:
+    """A class, "idle", or "uncertain (top guess: X, 31 %)"."""
+    if label == "uncertain" and top_guess is not None and confidence is not None:
+        return f"uncertain (top guess: {top_guess}, {100 * confidence:.0f} %)"
+    return label
+
+
+def threshold_text(model: dict) -> str:
+    threshold = model.get("uncertain_threshold")
+    if threshold is None:
+        return "no calibrated threshold: no answer is called uncertain"
+    return f"answers under {100 * threshold:.0f} % confidence are uncertain (calibrated: {model.get('calibration_data') or '?'})"
 
 
 def classify_tables(report: dict) -> list:
@@ -36,9 +51,13 @@ def classify_tables(report: dict) -> list:
         f"[bold]{escape(report['file'])}[/]  {recording['format']}, {recording['camera']} "
         f"{recording['sensor'][0]}x{recording['sensor'][1]}, {duration}\n"
         f"model {escape(model['weights'])} ({model['name']}, attention {model['attention'] or 'none'}), window {model['window_us'] / 1000:.0f} ms, "
-        f"stride {model['stride_us'] / 1000:.0f} ms, {model['device']}")
+        f"stride {model['stride_us'] / 1000:.0f} ms, {model['device']}\n{escape(threshold_text(model))}")
     out = [header]
+    out += [Text(f"note: {note}", style="yellow") for note in report.get("notes", [])]
     if report["mode"] == "clip":
+        prediction = report["prediction"]
+        top = prediction["top_k"][0]
+        out.append(Text.from_markup(f"[bold]answer: {escape(answer_text(prediction['class'], top['class'], prediction['confidence']))}[/]"))
         table = Table(title="prediction (mean over the clip's windows)")
         for column in ("#", "action", "probability", ""):
             table.add_column(column)
@@ -51,7 +70,8 @@ def classify_tables(report: dict) -> list:
         for segment in report["segments"]:
             inside = _segment_windows(report, segment)
             confidence = "" if segment["confidence"] is None else f"{100 * segment['confidence']:.0f} % {bar(segment['confidence'], 10)}"
-            table.add_row(f"{segment['start_s']:.2f}", f"{segment['end_s']:.2f}", segment["class"], confidence, str(segment["windows"]),
+            action = answer_text(segment["class"], segment.get("top_guess"), segment["confidence"])
+            table.add_row(f"{segment['start_s']:.2f}", f"{segment['end_s']:.2f}", action, confidence, str(segment["windows"]),
                           f"{_mean(inside, 'spikes'):,.0f}", f"{_mean(inside, 'energy_uj'):.1f}")
     out.append(table)
     out.append(inference_table(report["windows"], model["energy_preset"]))
@@ -77,4 +97,32 @@ def inference_table(windows: list[dict], preset: str) -> Table:
     table.add_row("attention MACs", f"{_mean(windows, 'attention_macs'):,.0f}", "")
     table.add_row("energy µJ (SNN / ANN)", f"{_mean(windows, 'energy_uj'):.1f}", f"{_mean(windows, 'ann_energy_uj'):,.0f}")
     table.add_row("latency ms", f"{_mean(windows, 'latency_ms'):.1f}", "")
+    return table
+
+
+# `masnn evaluate`: per_crop_mean key -> (label, unit, format); counts with thousands separators, never 7.61e+06
+EVALUATE_ROWS = {
+    "spikes": ("spikes per inference", "", "{:,.0f}"), "nasar": ("NASAR (share of neurons spiking per step)", "", "{:.4f}"),
+    "sops": ("synaptic operations (SOPs)", "", "{:,.0f}"), "macs": ("MACs, attention not included", "", "{:,.0f}"),
+    "attention_macs": ("attention MACs", "", "{:,.0f}"), "energy_uj": ("SNN energy per inference", " µJ", "{:,.1f}"),
+    "ann_energy_uj": ("ANN energy, frame by frame (an ANN of the same shape)", " µJ", "{:,.1f}"),
+    "ree_vs_vanilla": ("rEE vs vanilla (energy ratio)", "x", "{:,.2f}"), "energy_preset": ("energy preset", "", "{}"),
+}
+
+
+def evaluate_table(result: dict, title: str) -> Table:
+    """What `masnn evaluate` prints: accuracy under both protocols, the per-inference means (one crop's window)
+    with their units, and the latency."""
+    table = Table(title=escape(title), show_header=False)
+    table.add_column("", justify="left")
+    table.add_column("", justify="right")
+    for protocol, value in result["accuracy"].items():
+        right = round(value * result["samples"])
+        table.add_row(f"accuracy, {PROTOCOL_LABELS.get(protocol, protocol)}", f"{100 * value:.2f} % ({right} of {result['samples']})")
+    for key, value in result["per_crop_mean"].items():
+        if value is None:
+            continue
+        label, unit, shape = EVALUATE_ROWS.get(key, (key.replace("_", " "), "", "{:,.4f}"))
+        table.add_row(label, shape.format(value) + unit)
+    table.add_row("latency per window", f"{result['latency_ms_per_window']:,.1f} ms")
     return table

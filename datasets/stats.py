@@ -307,7 +307,7 @@ def summarize(path: str | Path, start_us: int | None = None, end_us: int | None 
         "file": str(path),
         "format": info.format,
         "camera": info.camera or "unknown",
-        "sensor": f"{info.width}x{info.height}",
+        "sensor": [info.width, info.height],  # [width, height] as in every JSON (classify's too); "WxH" in text
         "events": n,
         "first_t_us": first,
         "last_t_us": last,

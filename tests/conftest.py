@@ -1,13 +1,14 @@
 from pathlib import Path
 
 import pytest
-from real_data import REAL_DATA
+from real_data import DEFAULT_REAL_DATA, REAL_DATA, REAL_DATA_ENV
 
 
 @pytest.fixture
 def real_data() -> Path:
     if not REAL_DATA.is_dir():
-        pytest.skip(f"real recordings not found at {REAL_DATA} (they sit beside the checkout, in shared/data/real)")
+        pytest.skip(f"real recordings not found at {REAL_DATA} (set {REAL_DATA_ENV} to their folder; "
+                    f"by default they sit beside the checkout, in {DEFAULT_REAL_DATA})")
     return REAL_DATA
 
 

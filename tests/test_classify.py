@@ -76,7 +76,8 @@ def test_segments_merge_runs_and_absorb_flickers():
     windows = _windows([0, 0, 0, 0, 1, 0, 0, 0, 2, 2, 2, 2, 2])
     got = segments(windows, names, smoothing=1, min_windows=2)
     assert [(s["class"], s["windows"]) for s in got] == [("a", 8), ("c", 5)]
-    assert got[0]["start_s"] == 0.0 and got[0]["end_s"] == windows[7]["end_s"]
+    assert got[0]["start_s"] == 0.0 and got[0]["end_s"] == got[1]["start_s"] == 4.25  # halfway between the centres 4.0 and 4.5
+    assert got[1]["end_s"] == windows[-1]["end_s"]
     assert got[1]["confidence"] == pytest.approx(0.9)
 
 

@@ -43,7 +43,7 @@ def test_truncated_aedat31_is_inspected_with_one_warning(tmp_path, cut_kind):
     assert str(path) in result.stderr and "ends inside an AEDAT 3.1 packet" in result.stderr
     summary = json.loads(result.stdout)
     assert (summary["events"], summary["first_t_us"], summary["last_t_us"]) == (len(t), t[0], t[-1])
-    assert (summary["format"], summary["sensor"]) == ("AEDAT 3.1", "128x128")
+    assert (summary["format"], summary["sensor"]) == ("AEDAT 3.1", [128, 128])
 
 
 def test_truncated_aedat2_is_inspected_with_one_warning(tmp_path):
@@ -74,7 +74,7 @@ def test_truncated_aedat4_is_inspected_with_one_warning(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["events"] in (500, 1000, 1500)
     assert (summary["first_t_us"], summary["last_t_us"]) == (t[0], t[summary["events"] - 1])
-    assert (summary["format"], summary["sensor"], summary["camera"]) == ("AEDAT 4.0", "320x240", "DVXplorer")
+    assert (summary["format"], summary["sensor"], summary["camera"]) == ("AEDAT 4.0", [320, 240], "DVXplorer")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -53,7 +54,65 @@ def test_report_is_a_recount_of_its_predictions(trained):
 def test_confusion_png_is_a_readable_picture(tmp_path):
     write_confusion_png([[3, 1], [0, 4]], tmp_path / "cm.png")
     image = cv2.imread(str(tmp_path / "cm.png"))
-    assert image is not None and image.shape[0] == image.shape[1] > 80
+    assert image is not None and min(image.shape[:2]) > 80
+
+
+def _ink_columns(image: np.ndarray) -> int:
+    """How many pixel columns hold dark (text) pixels."""
+    return int(((image.min(axis=2) < 100).any(axis=0)).sum())
+
+
+def test_confusion_png_names_the_classes_on_both_axes_and_counts_the_cells(tmp_path):
+    confusion = [[3, 1, 0], [0, 4, 0], [2, 0, 5]]
+    short, long = ["a", "b", "c"], ["right arm counter-clockwise", "left hand wave", "air guitar"]
+    write_confusion_png(confusion, tmp_path / "short.png", short)
+    write_confusion_png(confusion, tmp_path / "long.png", long)
+    small, large = cv2.imread(str(tmp_path / "short.png")), cv2.imread(str(tmp_path / "long.png"))
+    # the names are written: a longer name widens the row labels and heightens the column labels by as much
+    grow = large.shape[1] - small.shape[1]
+    assert grow > 100 and large.shape[0] - small.shape[0] == grow
+    assert _ink_columns(large) > _ink_columns(small) + 100
+    # the axis titles are there even with one-letter names: a line of text above, one written upwards at the left
+    assert _ink_columns(small[:22]) > 80 and int((small[:, :22].min(axis=2) < 100).any(axis=1).sum()) > 30
+    # each non-empty cell holds its count (dark text on a light cell, light text on a dark one); an empty one none
+    top = left = small.shape[0] - 3 * 40 - 1  # the same names above and beside the grid; the title is the wider
+    cell = lambda r, c: small[top + r * 40 + 3 : top + (r + 1) * 40 - 3, left + c * 40 + 3 : left + (c + 1) * 40 - 3]
+    assert cell(0, 1).min() < 100 and cell(1, 1).max() > 200  # 1 of 4 in a pale cell; 4 of 4 in a dark one
+    assert cell(0, 2).min() == cell(0, 2).max() == 255  # empty
+
+
+def test_evaluate_table_labels_and_units_without_exponents():
+    from rich.console import Console
+
+    from masnn.report import evaluate_table
+
+    result = {"samples": 176, "accuracy": {"vote": 172 / 176, "single": 173 / 176}, "latency_ms_per_window": 12.345,
+              "per_crop_mean": {"spikes": 15666.4, "nasar": 0.007342, "sops": 7.61e6, "macs": 1.234e8, "attention_macs": 5.5e4,
+                                "energy_uj": 222.66, "ann_energy_uj": 7.61e6, "ree_vs_vanilla": None, "energy_preset": "fp32-45nm"}}
+    console = Console(width=200, record=True)
+    console.print(evaluate_table(result, "gesture-tcsa on gesture test"))
+    text = console.export_text()
+    assert "e+0" not in text and "_" not in text.replace("gesture-tcsa", "")
+    assert "97.73 % (172 of 176)" in text and "98.30 % (173 of 176)" in text
+    assert re.search(r"ANN energy, frame by frame.*7,610,000\.0 µJ", text)
+    assert re.search(r"SNN energy per inference[│ ]+222\.7 µJ", text)
+    assert "7,610,000" in text and "123,400,000" in text and "15,666" in text and "0.0073" in text
+    assert "rEE" not in text  # no vanilla given: no row
+
+
+def test_cli_evaluates_a_shipped_model_by_name(trained, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "masnn", "evaluate", "gesture-tcsa", "--data", str(trained / "data"), "--crops", "1",
+         "--device", "cpu", "--confusion", str(tmp_path / "cm.png")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    words = " ".join(result.stdout.split())
+    assert "gesture-tcsa.pt on gesture test: 11 samples" in words and "ANN energy, frame by frame" in words
+    assert "e+0" not in words
+    with_names = cv2.imread(str(tmp_path / "cm.png"))
+    write_confusion_png(np.eye(11, dtype=int), tmp_path / "bare.png")
+    assert with_names.shape[1] > cv2.imread(str(tmp_path / "bare.png")).shape[1]  # the gesture names, not class 0..10
 
 
 def test_cli_evaluate_writes_report_and_picture(trained, tmp_path):

@@ -1,6 +1,9 @@
 """masnn.datasets.transforms.pipeline: recording -> (denoise) -> spatial map -> MA-SNN frames, checked by hand."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -121,7 +124,7 @@ def test_summarize_counts(aedat31_file):
     summary = summarize(path)
     assert summary["events"] == len(events)
     assert summary["format"] == "AEDAT 3.1"
-    assert summary["sensor"] == "128x128"
+    assert summary["sensor"] == [128, 128]  # [width, height], as classify's JSON gives it
     assert summary["first_t_us"] == int(events["t"][0])
     assert summary["last_t_us"] == int(events["t"][-1])
     duration = (int(events["t"][-1]) - int(events["t"][0])) / 1e6
@@ -155,8 +158,9 @@ def test_save_frames_npy_and_png(tmp_path, aedat31_file):
     save_frames(png, frames)
     image = cv2.imread(str(png))
     assert image is not None
-    # contact sheet: 10 columns x 6 rows of 32x32 frames scaled x3 (to >= 96 px), 2-pixel gutters
-    assert image.shape == (6 * (96 + 2), 10 * (96 + 2), 3)
+    # contact sheet: 10 columns x 6 rows of 32x32 frames scaled x3 (to >= 96 px), 2-pixel gutters, a 16-pixel
+    # time label under each row, a title line and a legend line of 24 pixels
+    assert image.shape == (24 + 6 * (96 + 2 + 16) + 24, 10 * (96 + 2), 3)
     # no temporary files left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["frames.npy", "frames.png", "sample.aedat"])
 
@@ -197,3 +201,82 @@ def test_real_dvxplorer_320x240(real_data):
         return (x - 40) * 32 // 240, y * 32 // 240, keep
 
     np.testing.assert_array_equal(frames, hand_frames(events, t0, DT, T, 32, crop_240_to_32))
+
+
+def _masnn(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "masnn", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_inspect_and_classify_agree_on_the_sensor(tmp_path, untrained_checkpoint):
+    import json
+
+    from masnn.datasets.synth.generator import write_action_clip
+
+    path = tmp_path / "davis.aedat4"
+    write_action_clip(path, "hand clap", "davis346", 1, 1.0, "lab")
+    inspected = _masnn("inspect", path, "--json")
+    classified = _masnn("classify", path, "--weights", untrained_checkpoint, "--json")
+    assert inspected.returncode == 0 and classified.returncode == 0, inspected.stderr + classified.stderr
+    assert json.loads(inspected.stdout)["sensor"] == json.loads(classified.stdout)["recording"]["sensor"] == [346, 260]
+    text = _masnn("inspect", path)
+    assert "346x260" in text.stdout and "[346" not in text.stdout  # "WxH" in text, [W, H] in JSON
+
+
+def test_classify_reports_the_duration_of_an_aedat2_file(tmp_path, untrained_checkpoint):
+    """AEDAT 2.0 has no time range up front: classify measures it (first to last event), as inspect does."""
+    import json
+
+    from aedat_test_writers import dvs128_address, write_aedat2
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    t = 5_000 + np.sort(rng.integers(0, 1_700_000, n))
+    path = tmp_path / "walk.aedat"
+    write_aedat2(path, dvs128_address(rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n)), t)
+    report = json.loads(_masnn("classify", path, "--weights", untrained_checkpoint, "--json").stdout)
+    summary = summarize(path)
+    assert report["recording"]["format"] == summary["format"] == "AEDAT 2.0"
+    assert report["recording"]["duration_s"] == pytest.approx(summary["duration_s"]) == pytest.approx((t[-1] - t[0]) / 1e6)
+
+
+def _masnn_frames(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "masnn", "frames", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_frames_default_to_the_default_models_framing_and_follow_weights(tmp_path, aedat31_file):
+    path, _ = aedat31_file
+    assert _masnn_frames(path, "-o", tmp_path / "default.npy").returncode == 0
+    default = np.load(tmp_path / "default.npy")
+    assert default.shape == (20, 2, 32, 32)  # gesture-tcsa: 20 frames of 45 ms, 32 x 32
+    np.testing.assert_array_equal(default, frame_recording(path, FramingConfig(dt_us=45_000, n_frames=20, size=32)))
+    result = _masnn_frames(path, "-o", tmp_path / "gait.npy", "--weights", "gait-tcsa")
+    assert result.returncode == 0, result.stderr
+    gait = np.load(tmp_path / "gait.npy")  # gait-tcsa: 20 frames of 100 ms
+    np.testing.assert_array_equal(gait, frame_recording(path, FramingConfig(dt_us=100_000, n_frames=20, size=32)))
+    assert gait.sum() > default.sum()  # the longer frames take in more of the recording
+    result = _masnn_frames(path, "-o", tmp_path / "mine.npy", "--dt", "10", "-T", "7", "--size", "16")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "mine.npy"),
+                                  frame_recording(path, FramingConfig(dt_us=10_000, n_frames=7, size=16)))
+
+
+def test_contact_sheet_has_a_title_tile_times_and_an_on_off_legend(tmp_path, aedat31_file):
+    path, _ = aedat31_file
+    result = _masnn_frames(path, "-o", tmp_path / "sheet.png")
+    assert result.returncode == 0, result.stderr
+    image = cv2.imread(str(tmp_path / "sheet.png"))
+    bare = 2 * (96 + 2), 10 * (96 + 2)  # 20 tiles of 96 px in 10 columns
+    assert image.shape[0] > bare[0] + 40 and image.shape[1] >= bare[1]
+    legend = image[-24:]
+    red = np.all(legend == (0, 0, 255), axis=2)  # BGR
+    blue = np.all(legend == (255, 0, 0), axis=2)
+    assert red.sum() >= 100 and blue.sum() >= 100  # the two swatches
+    assert np.argwhere(red)[:, 1].max() < np.argwhere(blue)[:, 1].min()  # ON first, then OFF
+    text = legend.min(axis=2) > 150  # light text beside the swatches
+    assert text[:, 20:50].any() and text[:, 120:].sum() > 100
+    title, labels = image[:24], image[24 + 98 : 24 + 98 + 16]  # the title line; the times under the first row
+    assert (title.min(axis=2) > 150).sum() > 200
+    assert all((labels[:, c * 98 : (c + 1) * 98].min(axis=2) > 150).sum() > 20 for c in range(10))  # every tile's time

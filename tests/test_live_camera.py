@@ -12,7 +12,7 @@ import pytest
 from live_helpers import FAST_BACKOFF, free_port, watchdog
 
 from masnn.live.pipeline import LiveOptions, LivePipeline
-from masnn.live.sources import camera_source
+from masnn.live.sources import DISCOVERY_TIMEOUT_S, camera_source, check_camera
 
 
 def fake_batch(events):
@@ -89,6 +89,73 @@ def test_no_camera_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(dv.io.camera, "open", nothing_attached)
     with pytest.raises(OSError, match="no DVS camera found"):
         camera_source().connect()
+
+
+def test_no_camera_found_by_discovery_says_what_was_looked_for(monkeypatch):
+    import dv_processing as dv
+
+    monkeypatch.setattr(dv.io.camera, "discover", lambda: [])
+    with pytest.raises(OSError, match=r"no DVS camera found \(looked for DVS128, DAVIS, DVXplorer over USB"):
+        check_camera()
+
+
+def test_slow_discovery_gives_up_in_time(monkeypatch):
+    import dv_processing as dv
+
+    monkeypatch.setattr(dv.io.camera, "discover", lambda: time.sleep(5) or [])
+    started = time.perf_counter()
+    with pytest.raises(OSError, match="no DVS camera found: looking for one .* took over 0.2 s"):
+        check_camera(timeout_s=0.2)
+    assert time.perf_counter() - started < 1
+
+
+def test_a_serial_discovery_did_not_find_is_named(monkeypatch):
+    import dv_processing as dv
+
+    found = type("Descriptor", (), {"serialNumber": "DXA00093"})()
+    monkeypatch.setattr(dv.io.camera, "discover", lambda: [found])
+    check_camera()  # any camera will do
+    check_camera("DXA00093")
+    with pytest.raises(OSError, match=r"camera X1: not found \(cameras found: DXA00093\)"):
+        check_camera("X1")
+
+
+def test_live_without_a_camera_fails_fast_before_loading_the_model():
+    import dv_processing as dv
+
+    if dv.io.camera.discover():
+        pytest.skip("a camera is attached")
+    started = time.perf_counter()
+    result = cli()
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: no DVS camera found (looked for DVS128, DAVIS, DVXplorer")
+    assert "torch" not in result.stderr and elapsed < DISCOVERY_TIMEOUT_S + 3  # interpreter start-up on a busy machine
+
+
+@pytest.mark.parametrize("width", [80, 110])
+@pytest.mark.parametrize("status", ["connecting", "disconnected (device disconnected); attempt 3 in 2 s"])
+def test_dashboard_title_fits_the_terminal(width, status):
+    from rich.console import Console
+
+    from masnn.live.view import render_dashboard
+
+    source = "replay /home/someone/recordings/a-rather-long-folder-name/user01_fluorescent_led_gestures.aedat4"
+    figures = {"source": source, "status": status, "sensor": (346, 260), "connections": 1,
+               "model": {"T": 20, "dt_us": 45_000, "window_us": 900_000, "stride_us": 90_000}, "current": [],
+               "current_class": None, "recent_actions": [], "events": 0, "events_per_s": 0.0, "spikes_per_s": 0.0,
+               "energy_per_inference_uj": None, "latency_ms": {"p50": None, "p99": None},
+               "model_latency_ms": {"p50": None, "p99": None}, "predictions": 0, "predictions_per_s": 0.0,
+               "dropped_windows": 0, "windows": 0, "unclassified_events": 0, "lag_s": None, "reconnects": 0,
+               "damaged_packets": 0, "notices": []}
+    console = Console(width=width, record=True, color_system=None)
+    console.print(render_dashboard(figures))
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= width for line in lines)
+    title = f"masnn live · {status.split(' (')[0]}"
+    assert title in lines[0] and "…" not in lines[0] and "…" not in lines[-1]  # neither title nor subtitle cut
+    body = " ".join(line.strip("│ ") for line in lines)
+    assert "user01_fluorescent_led_gestures" in body.replace(" ", "") and "attempt" in body or status == "connecting"
 
 
 def test_stream_time_going_back_restarts_the_frames(monkeypatch, live_clip, live_classifier, tmp_path):

@@ -64,7 +64,7 @@ def test_help_lists_the_commands_in_order():
     result = run_masnn("--help")
     assert result.returncode == 0
     listed = [m[1] for m in map(re.compile(r"│ ([a-z]+) ").match, result.stdout.splitlines()) if m]
-    assert listed == ["info", "classify", "inspect", "frames", "models", "train", "export", "card", "evaluate", "ablate",
+    assert listed == ["info", "classify", "inspect", "frames", "models", "train", "export", "card", "evaluate", "ablate", "calibrate",
                       "live", "bench", "synth"]
 
 

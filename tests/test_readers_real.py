@@ -1,5 +1,5 @@
-"""Real recordings (../shared/data/real, skipped where absent) against dv-processing, expelliarmus and an
-independent AEDAT 2.0 decode, and what a person in them must look like (the y flip is right)."""
+"""Real recordings ($MASNN_REAL_DATA, else ../shared/data/real; skipped where absent) against dv-processing,
+expelliarmus and an independent AEDAT 2.0 decode, and what a person in them must look like (the y flip is right)."""
 from __future__ import annotations
 
 import aedat_test_writers as aw

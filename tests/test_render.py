@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+import masnn.render as render_module
 from masnn.classify import Classifier, ClassifyOptions, Window, classify_recording
 from masnn.datasets.synth.generator import write_action_clip
 from masnn.models.attention import capture_attention
 from masnn.models.lif import charge, fire_and_reset
 from masnn.models.networks import ma_snn_3layer_net
-from masnn.render import SIZE, Renderer, gif_durations
+from masnn.render import SENSOR_BOX, SIZE, Renderer, gif_durations, prediction_texts, text_box
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def clip(tmp_path_factory) -> Path:
 
 
 def render(clip: Path, classifier: Classifier, out: Path, options: ClassifyOptions | None = None) -> tuple[Renderer, dict]:
-    with Renderer(out, classifier, stride_bins=classifier.framing.n_frames // 2) as renderer:
+    with Renderer(out, classifier, stride_bins=classifier.framing.n_frames // 2, recording=clip) as renderer:
         report = classify_recording(clip, classifier, options or ClassifyOptions(), on_window=renderer.add)
     return renderer, report
 
@@ -78,6 +79,67 @@ def test_mp4_has_one_frame_per_bin_in_real_time(clip, classifier, tmp_path):
     assert np.mean(frames[len(frames) // 2]) > 10
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1  # the video changes over time
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]  # no temporary left behind
+
+
+def test_mp4_is_h264_that_browsers_play(clip, classifier, tmp_path):
+    import av
+
+    out = tmp_path / "clip.mp4"
+    renderer, report = render(clip, classifier, out)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.width, stream.height) == SIZE and SIZE[0] % 2 == SIZE[1] % 2 == 0
+        decoded = sum(1 for _ in container.decode(stream))
+    assert decoded == renderer.frames_written == bins_covered(report, classifier)
+
+
+def test_the_sensor_view_shows_the_recordings_events(clip, classifier, tmp_path):
+    frames, _ = read_video(render(clip, classifier, tmp_path / "clip.mp4")[0].path)
+    x0, y0, width, height = SENSOR_BOX
+    sensor = np.stack([frame[y0 : y0 + height, x0 : x0 + width] for frame in frames])
+    assert (sensor.max(3) > 100).any(axis=(1, 2)).mean() > 0.5  # events at full brightness in most frames
+
+
+def test_sensor_panel_without_a_recording_says_so(classifier, tmp_path, monkeypatch):
+    monkeypatch.setattr(render_module, "TEXT_LOG", [])
+    frames = np.ones((classifier.framing.n_frames, 2, 32, 32), np.int16)
+    with Renderer(tmp_path / "a.mp4", classifier) as renderer:
+        renderer.add(Window(0, frames), window_entry(classifier, Window(0, frames)))
+    assert any("no recording" in text for text, _ in render_module.TEXT_LOG)
+
+
+def disjoint(a, b) -> bool:
+    return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+
+@pytest.mark.parametrize("name, probability", [("air guitar", 0.57), ("right arm counter-clockwise rotation", 1.0), ("W" * 40, 0.999)])
+def test_no_text_overlaps_another(clip, classifier, tmp_path, monkeypatch, name, probability):
+    steps, size = classifier.framing.n_frames, classifier.framing.size
+    frames = np.random.default_rng(0).poisson(0.5, (steps, 2, size, size)).astype(np.int16)
+    window = Window(0, frames)
+    entry = window_entry(classifier, window)
+    entry["top_k"][0].update({"class": name, "probability": probability})
+    log = []
+    monkeypatch.setattr(render_module, "TEXT_LOG", log)
+    with Renderer(tmp_path / "a.mp4", classifier, stride_bins=10, recording=clip) as renderer:
+        renderer.draw(renderer._view(window, entry), steps - 1)
+        renderer.add(window, entry)  # a frame is needed for the renderer to end without error
+    drawn = log[: len(log) // (steps + 1)]  # the first draw's texts
+    assert any(text.endswith("%") for text, _ in drawn)
+    for i, (text, box) in enumerate(drawn):
+        assert 0 <= box[0] and box[2] <= SIZE[0] and 0 <= box[1] and box[3] <= SIZE[1], (text, box)
+        for other, other_box in drawn[i + 1 :]:
+            assert disjoint(box, other_box), (text, box, other, other_box)
+
+
+def test_a_long_class_name_is_elided_before_its_percentage():
+    width = 244
+    name, percent = prediction_texts("right arm counter-clockwise rotation", 1.0, width)
+    assert name.endswith("..") and percent == "100%"
+    name_box = text_box(name, (0, 30), render_module.NAME_SCALE, 2)
+    percent_x = width - (text_box(percent, (0, 30), render_module.PERCENT_SCALE, 2)[2])
+    assert name_box[2] + render_module.PREDICTION_GAP <= percent_x
 
 
 def test_gif_of_idle_windows_plays_in_real_time(clip, classifier, tmp_path):

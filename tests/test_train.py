@@ -320,3 +320,74 @@ def test_checkpoints_are_in_microseconds_and_old_millisecond_ones_load_the_same(
 
     shipped = shipped_weights()["gesture-tcsa"]  # written in milliseconds; the file itself is never rewritten
     assert load_checkpoint(shipped)["config"]["framing"] == {"dt_us": 45_000, "size": 32}
+
+
+def _listed_gesture_layout(root):
+    """The original DVS128 Gesture layout's file lists, enough for the sample list (no events read)."""
+    names = [f"user{u:02d}_fluorescent.aedat" for u in range(1, 6)]
+    for name in names:
+        (root / name).touch()
+        (root / name.replace(".aedat", "_labels.csv")).write_text("class,startTime_usec,endTime_usec\n1,0,100\n")
+    (root / "trials_to_train.txt").write_text("\n".join(names) + "\n")
+    (root / "trials_to_test.txt").write_text("")
+
+
+@pytest.mark.parametrize("dataset, chosen, steps, batch", [("gesture", "gesture-cpu-small", 20, 16),
+                                                             ("gait", "gait-cpu-small", 20, 16)])
+def test_train_without_a_preset_picks_the_cpu_one_on_a_cpu_and_says_so(tmp_path, monkeypatch, capsys, dataset, chosen,
+                                                                        steps, batch):
+    import masnn.training.loop as loop
+    from masnn.cli import main
+
+    if dataset == "gesture":
+        _listed_gesture_layout(tmp_path)
+    else:
+        for subject in ("01", "02"):
+            for walk in range(5):
+                (tmp_path / "train" / subject).mkdir(parents=True, exist_ok=True)
+                (tmp_path / "train" / subject / f"walk{walk}.txt").write_text("1000 1 2 0\n1090 5 6 1\n")
+    seen = {}
+    monkeypatch.setattr(loop, "train", lambda cfg, *a, **k: seen.setdefault("cfg", cfg) and {"best": 0.0})
+    with pytest.raises(SystemExit) as ended:
+        main(["train", "--data", str(tmp_path), "--dataset", dataset, "--device", "cpu", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr()
+    assert ended.value.code == 0, out.err
+    paper = chosen.replace("cpu-small", "paper")
+    assert f"preset: {chosen} (chosen for the CPU; --preset {paper} for the paper's protocol)" in out.out
+    cfg = seen["cfg"]
+    assert (cfg.T, cfg.batch_size, cfg.device) == (steps, batch, "cpu")  # not the paper's T = 60, batch 128
+
+
+def test_the_gpu_gets_the_papers_preset_and_a_given_preset_or_config_is_kept(tmp_path, monkeypatch, capsys):
+    import masnn.training.loop as loop
+    from masnn.cli import main
+    from masnn.training.config import device_preset, load_config
+
+    preset, line = device_preset("gesture", "cuda")
+    assert preset == "gesture-paper" and line.startswith("preset: gesture-paper (chosen for the GPU")
+    assert (load_config(preset=preset).T, load_config(preset=preset).batch_size) == (60, 128)
+    assert device_preset("gait", "cuda")[0] == "gait-paper" and device_preset("tonic-gesture", "cpu")[0] == "gesture-cpu-small"
+    _listed_gesture_layout(tmp_path)
+    (tmp_path / "c.toml").write_text("T = 12\n")
+    seen = []
+    monkeypatch.setattr(loop, "train", lambda cfg, *a, **k: seen.append(cfg) or {"best": 0.0})
+    for extra in (["--preset", "gesture-paper"], ["--config", str(tmp_path / "c.toml")]):
+        with pytest.raises(SystemExit) as ended:
+            main(["train", "--data", str(tmp_path), "--device", "cpu", "--out", str(tmp_path / "run"), *extra])
+        out = capsys.readouterr()
+        assert ended.value.code == 0, out.err
+        assert "preset:" not in out.out
+    assert [cfg.T for cfg in seen] == [60, 12]
+
+
+def test_help_shows_every_default():
+    import subprocess
+    import sys
+
+    for command, shown in (("train", ["[default: auto]", "[default: gesture]"]),
+                           ("evaluate", ["[default: auto]", "[default: 10]", "[default: test]"]),
+                           ("ablate", ["[default: gesture-cpu-small]", "[default: runs/ablate]"])):
+        result = subprocess.run([sys.executable, "-m", "masnn", command, "--help"], capture_output=True, text=True,
+                                timeout=120, env={**__import__("os").environ, "COLUMNS": "200"})
+        words = " ".join(result.stdout.replace("│", " ").split())
+        assert all(s in words for s in shown), (command, words)

@@ -29,11 +29,13 @@ def live_command(
 ):
     """Classify a live event stream: a camera, a DV network stream or a replayed recording, with a dashboard."""
     from masnn.live.pipeline import LiveOptions, run_live
-    from masnn.live.sources import camera_source, replay_source, stream_source
+    from masnn.live.sources import camera_source, check_camera, replay_source, stream_source
 
     chosen = [name for name, value in (("--camera", camera), ("--stream", stream), ("--replay", replay)) if value is not None]
     if len(chosen) > 1:
         raise ValueError(f"give one source, not {' and '.join(chosen)}")
+    if not (stream or replay):
+        check_camera(camera)  # within seconds, before the model loads
     source = stream_source(stream) if stream else replay_source(replay, speed) if replay else camera_source(camera)
     from masnn.classify import Classifier  # torch loads only once the source looks right
 

@@ -23,32 +23,42 @@ commands = typer.Typer()
 @commands.command("train")
 def train_command(
     data: Path = typer.Option(..., help="Dataset folder (DVS128 Gesture original or tonic layout, or DVS128 Gait)."),
-    dataset: str = typer.Option("gesture", help=DATASET_HELP),  # find_dataset checks it, before any work
-    config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it."),
-    preset: Optional[str] = typer.Option(None, help="gesture-paper, gait-paper, gesture-cpu-small or gait-cpu-small."),
-    out: Optional[str] = typer.Option(None, help="Run folder (checkpoints, metrics)."),
-    epochs: Optional[int] = typer.Option(None, min=1),
-    batch_size: Optional[int] = typer.Option(None, min=1),
-    lr: Optional[float] = typer.Option(None, callback=checks.positive, help="Learning rate (> 0)."),
-    attention: Optional[str] = typer.Option(None, callback=checks.attention, help="none, T, C, S, TC, TS, CS, TCS."),
+    dataset: str = typer.Option("gesture", help=DATASET_HELP, show_default=True),  # find_dataset checks it, before any work
+    config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it.", show_default=False),
+    preset: Optional[str] = typer.Option(None, help="gesture-paper, gait-paper, gesture-cpu-small or gait-cpu-small. Default "
+                                         "(without --config): the paper's on a GPU, the cpu-small one on a CPU.", show_default=False),
+    device: str = typer.Option("auto", callback=checks.device, help="auto (a GPU where there is one), cpu, cuda or cuda:N.", show_default=True),
+    out: Optional[str] = typer.Option(None, help="Run folder (checkpoints, metrics). Default: runs/train.", show_default=False),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Default: the preset's (paper 300, cpu-small 5).", show_default=False),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Global batch. Default: the preset's (paper 128, cpu-small 16).", show_default=False),
+    lr: Optional[float] = typer.Option(None, callback=checks.positive, help="Learning rate (> 0). Default: the preset's (paper 1e-4, cpu-small 1e-3).", show_default=False),
+    attention: Optional[str] = typer.Option(None, callback=checks.attention, help="none, T, C, S, TC, TS, CS, TCS. Default: TCS.", show_default=False),
     # loss, scheduler and preset are checked by load_config, before any work, as a file's values are
-    loss: Optional[str] = typer.Option(None, help="mse (the paper's) or ce."),
-    scheduler: Optional[str] = typer.Option(None, help="plateau (the paper's), cosine or none."),
-    seed: Optional[int] = typer.Option(None, min=0),
-    cache: Optional[Path] = typer.Option(None, help="Frame cache folder (default: DATA/.masnn-cache)."),
-    resume: bool = typer.Option(False, help="Continue from OUT/last.pt."),
+    loss: Optional[str] = typer.Option(None, help="mse (the paper's) or ce. Default: the preset's.", show_default=False),
+    scheduler: Optional[str] = typer.Option(None, help="plateau (the paper's), cosine or none. Default: the preset's.", show_default=False),
+    seed: Optional[int] = typer.Option(None, min=0, help="Default: 0.", show_default=False),
+    cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
+    resume: bool = typer.Option(False, help="Continue from OUT/last.pt.", show_default=True),
     paper_test_selection: bool = typer.Option(False, help="Also score the test split every epoch and keep the best "
-                                              "epoch on it (best_test.pt): the paper's optimistic selection, for comparison."),
+                                              "epoch on it (best_test.pt): the paper's optimistic selection, for comparison.",
+                                              show_default=True),
 ):
     """Train an MA-SNN. The honest protocol: validation comes from the training users (gesture) or training
     walks (gait) and selects the best epoch (best.pt); the test split is not touched here (see masnn evaluate)
-    unless --paper-test-selection asks for the paper's figure, which is labelled as such."""
+    unless --paper-test-selection asks for the paper's figure, which is labelled as such. Without --preset or
+    --config the preset follows the device: the paper's protocol on a GPU, the CPU-sized one on a CPU."""
     from masnn.checkpoint import framing_config
+    from masnn.classify import torch_device
     from masnn.datasets.loaders.cache import FrameDataset
+    from masnn.training.config import device_preset
     from masnn.training.loop import PAPER_BEST_TEST, PAPER_SELECTION, train
 
+    find_dataset(dataset)  # an unknown dataset is refused before the preset line
     overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, loss=loss,
-                     scheduler=scheduler, seed=seed)
+                     scheduler=scheduler, seed=seed, device=device)
+    if preset is None and config is None:
+        preset, line = device_preset(dataset, torch_device(device).type)
+        console.print(line, soft_wrap=True)  # one line, never wrapped
     cfg = _load_config(config, overrides, preset)
     framing = framing_config(cfg.framing, cfg.T)
     spec = find_dataset(dataset)
@@ -70,13 +80,14 @@ def train_command(
 
 @commands.command("export")
 def export_command(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by masnn train (best.pt)."),
+    checkpoint: str = typer.Argument(..., help="A checkpoint written by masnn train (best.pt), or a shipped model's name."),
     out: Path = typer.Argument(..., help="The slim checkpoint to write (e.g. weights/NAME.pt)."),
-    half: bool = typer.Option(True, help="Store weights as float16 (half the size; they load back as float32)."),
+    half: bool = typer.Option(True, help="Store weights as float16 (half the size; they load back as float32).", show_default=True),
 ):
     """A checkpoint for shipping: model, arguments, config and history; no optimizer or RNG state."""
-    from masnn.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+    from masnn.checkpoint import load_checkpoint, resolve_weights, save_checkpoint, slim_checkpoint
 
+    checkpoint = resolve_weights(checkpoint)
     with reading(checkpoint):
         slim = slim_checkpoint(load_checkpoint(checkpoint), half)
     save_checkpoint(slim, out)
@@ -85,17 +96,21 @@ def export_command(
 
 @commands.command("card")
 def card_command(
-    weights: Path = typer.Argument(..., help="An exported model (masnn export); its card is the .md beside it."),
+    weights: str = typer.Argument(..., help="An exported model (masnn export) or a shipped model's name; its card is the .md beside it."),
     report: Path = typer.Option(..., help="Its `masnn evaluate --report` JSON."),
     metrics: Optional[Path] = typer.Option(None, help="The run's metrics.json: the training curve of every epoch "
-                                                      "(the checkpoint holds those up to the one it kept)."),
+                                                      "(the checkpoint holds those up to the one it kept). Default: none.",
+                                           show_default=False),
     compare: Optional[Path] = typer.Option(None, help="The report of its counterpart (the vanilla model, or the attention "
-                                                      "model for a vanilla card): adds the comparison table."),
+                                                      "model for a vanilla card): adds the comparison table. Default: none.",
+                                           show_default=False),
 ):
     """Write the figures of a model card (model, training curve, test results, comparison with vanilla) from the
     checkpoint and its evaluation reports; the card's prose is kept, a missing card is started from a skeleton."""
+    from masnn.checkpoint import resolve_weights
     from masnn.training.card import card_blocks, update_card
 
+    weights = resolve_weights(weights)
     blocks = card_blocks(weights, report, metrics, compare)  # reads four files; its errors name the one at fault
     card = weights.with_suffix(".md")
     update_card(card, blocks)
@@ -104,52 +119,49 @@ def card_command(
 
 @commands.command("evaluate")
 def evaluate_command(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by masnn train (best.pt)."),
+    checkpoint: str = typer.Argument(..., help="A checkpoint written by masnn train (best.pt), or a shipped model's name (see masnn models --shipped)."),
     data: Path = typer.Option(..., help="Dataset folder."),
-    dataset: str = typer.Option("gesture", help=DATASET_HELP),  # find_dataset checks it, before any work
-    split: str = typer.Option("test", callback=checks.one_of(*SPLITS), help=" or ".join(SPLITS) + "."),
-    crops: int = typer.Option(10, min=1, help="Crops per sample for the paper's vote."),
-    vanilla: Optional[Path] = typer.Option(None, help="A vanilla checkpoint: adds rEE."),
-    report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
-    confusion: Optional[Path] = typer.Option(None, help="Write the confusion matrix as a PNG here."),
-    cache: Optional[Path] = typer.Option(None, help="Frame cache folder (default: DATA/.masnn-cache)."),
+    dataset: str = typer.Option("gesture", help=DATASET_HELP, show_default=True),  # find_dataset checks it, before any work
+    split: str = typer.Option("test", callback=checks.one_of(*SPLITS), help=" or ".join(SPLITS) + ".", show_default=True),
+    crops: int = typer.Option(10, min=1, help="Crops per sample for the paper's vote.", show_default=True),
+    vanilla: Optional[str] = typer.Option(None, help="A vanilla checkpoint or shipped model's name: adds rEE. Default: none.", show_default=False),
+    report: Optional[Path] = typer.Option(None, help="Write the JSON report here. Default: none.", show_default=False),
+    confusion: Optional[Path] = typer.Option(None, callback=checks.suffix(".png"), help="Write the confusion matrix as a PNG here. Default: none.", show_default=False),
+    cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
+    device: str = typer.Option("auto", callback=checks.device, help="auto (a GPU where there is one), cpu, cuda or cuda:N.", show_default=True),
 ):
     """Accuracy (10-crop vote and single crop), per-class accuracy, confusion matrix, spikes, energy.
     Large sets: `torchrun --nproc-per-node N -m masnn evaluate ...` shards the samples over N processes."""
-    from masnn.report import PER_CROP_LABELS, PROTOCOL_LABELS
+    from masnn.checkpoint import resolve_weights
+    from masnn.report import evaluate_table
     from masnn.training.evaluate import evaluate, write_confusion_png, write_report
 
-    samples = find_dataset(dataset).samples(data, split)
-    result = evaluate(checkpoint, samples, crops, _frame_cache(cache, data), vanilla_path=vanilla)
+    samples = find_dataset(dataset).samples(data, split)  # the dataset first, as before: its errors name the folder
+    checkpoint = resolve_weights(checkpoint)
+    vanilla = resolve_weights(vanilla) if vanilla is not None else None
+    result = evaluate(checkpoint, samples, crops, _frame_cache(cache, data), vanilla_path=vanilla, device=device)
     if result is None:  # a torchrun rank other than 0: its share went to rank 0
         return
     if report:
         write_report(result, report)
     if confusion:
-        write_confusion_png(result["confusion"], confusion)
-    table = Table(title=f"{checkpoint} on {dataset} {split}: {result['samples']} samples", show_header=False)
-    for protocol, value in result["accuracy"].items():
-        table.add_row(f"accuracy, {PROTOCOL_LABELS[protocol]}", f"{100 * value:.2f} %")
-    for key, value in result["per_crop_mean"].items():
-        if value is not None:
-            table.add_row(PER_CROP_LABELS[key], f"{value:,.4g}" if isinstance(value, float) else str(value))
-    table.add_row("latency per window", f"{result['latency_ms_per_window']:.1f} ms")
-    console.print(table)
+        write_confusion_png(result["confusion"], confusion, result["class_names"])
+    console.print(evaluate_table(result, f"{checkpoint} on {dataset} {split}: {result['samples']} samples"))
 
 
 @commands.command("ablate")
 def ablate_command(
     data: Path = typer.Option(..., help="Dataset folder."),
-    dataset: str = typer.Option("gesture", help=DATASET_HELP),  # find_dataset checks it, before any work
-    config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it."),
-    preset: Optional[str] = typer.Option("gesture-cpu-small"),
-    out: str = typer.Option("runs/ablate", help="Folder for every variant's run."),
-    epochs: Optional[int] = typer.Option(None, min=1),
-    attentions: str = typer.Option(",".join(("none", "T", "C", "S", "TC", "TS", "CS", "TCS")), callback=checks.attention_list, help="Comma-separated."),
-    seeds: str = typer.Option("0", callback=checks.seed_list, help="Comma-separated seeds: repeat runs give mean and spread."),
-    crops: int = typer.Option(10, min=1),
-    cache: Optional[Path] = typer.Option(None),
-    as_json: bool = typer.Option(False, "--json"),
+    dataset: str = typer.Option("gesture", help=DATASET_HELP, show_default=True),  # find_dataset checks it, before any work
+    config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it.", show_default=False),
+    preset: Optional[str] = typer.Option("gesture-cpu-small", help="A training preset (see masnn train --help).", show_default=True),
+    out: str = typer.Option("runs/ablate", help="Folder for every variant's run.", show_default=True),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Default: the preset's.", show_default=False),
+    attentions: str = typer.Option(",".join(("none", "T", "C", "S", "TC", "TS", "CS", "TCS")), callback=checks.attention_list, help="Comma-separated.", show_default=True),
+    seeds: str = typer.Option("0", callback=checks.seed_list, help="Comma-separated seeds: repeat runs give mean and spread.", show_default=True),
+    crops: int = typer.Option(10, min=1, help="Crops per sample for the paper's vote.", show_default=True),
+    cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.", show_default=True),
 ):
     """Train and evaluate vanilla and each attention combination; a table shaped like the paper's Table 6."""
     from masnn.training.ablate import run_ablation
@@ -192,4 +204,29 @@ def _frame_cache(cache: Optional[Path], data: Path):
     from masnn.datasets.loaders.cache import FrameCache
 
     return FrameCache(cache or data / ".masnn-cache")
+
+
+@commands.command("calibrate")
+def calibrate_command(
+    weights: str = typer.Argument(..., help="A checkpoint or a shipped model's name."),
+    data: Path = typer.Option(..., help="Dataset folder the model did not train on (or whose validation users it held out)."),
+    dataset: str = typer.Option("gesture", help=DATASET_HELP, show_default=True),
+    split: str = typer.Option("validation", callback=checks.one_of("validation", "test"),
+                              help="validation (the training users the trainer held out) or test.", show_default=True),
+    kept: float = typer.Option(0.95, min=0.5, max=1.0, help="Fraction of the correct held-out windows kept above the threshold.", show_default=True),
+    out: Optional[Path] = typer.Option(None, help="Where to write it. Default: <name>.calibration.json beside the checkpoint.", show_default=False),
+    device: str = typer.Option("cpu", callback=checks.device, help="auto, cpu, cuda or cuda:N.", show_default=True),
+):
+    """The confidence threshold under which classify and live answer "uncertain", calibrated on held-out data."""
+    from masnn.calibration import calibrate, calibration_path
+    from masnn.checkpoint import resolve_weights
+    from masnn.datasets.io.writers import atomic_path
+
+    path = resolve_weights(weights)
+    result = calibrate(path, data, split, dataset, kept, device)
+    target = out or calibration_path(path)
+    with atomic_path(target) as temporary:
+        Path(temporary).write_text(json.dumps(result, indent=1) + "\n")
+    console.print(f"{target}: threshold {100 * result['threshold']:.1f} % ({result['windows']} windows, "
+                  f"{100 * result['accuracy']:.1f} % correct; {result['data']})")
 

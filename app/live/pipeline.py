@@ -161,6 +161,7 @@ class LivePipeline:
                   "connection": window.connection, "window": window.index,
                   "stream_us": [window.start_us, window.end_us],
                   "stream_s": [(window.start_us - window.origin_us) / 1e6, (window.end_us - window.origin_us) / 1e6],
+                  "class": entry.get("class", entry["top_k"][0]["class"]),  # "uncertain" below the calibrated threshold
                   "top_k": entry["top_k"], "stats": entry["stats"], "latency_ms": 1e3 * (done - window.arrival),
                   "dropped_windows": self.dropped_windows}
         self.stats.add(record, window, done)
@@ -312,6 +313,8 @@ class LivePipeline:
                       "window_us": self.classifier.window_us, "stride_us": self.stride_frames * framing.dt_us},
             "wall_s": wall,
             "current": last["top_k"] if last else [],
+            "current_class": last.get("class") if last else None,  # the answer: a class or "uncertain"
+            "uncertain_threshold": getattr(self.classifier, "uncertain_threshold", None),
             "current_stream_s": last["stream_s"] if last else None,
             "recent_actions": list(stats.recent),
             "events": ingest.events,
@@ -344,7 +347,7 @@ class LivePipeline:
     def summary(self) -> dict:
         """The run's figures; the dashboard's momentary ones (the last second, the last window) are left out."""
         figures = self.snapshot(latency_history=None)
-        for key in ("current", "current_stream_s", "notices", "status", "recent_actions", "events_per_s", "spikes_per_s", "energy_per_inference_uj"):
+        for key in ("current", "current_class", "current_stream_s", "notices", "status", "recent_actions", "events_per_s", "spikes_per_s", "energy_per_inference_uj"):
             figures.pop(key)
         window_s = self.classifier.window_us / 1e6
         figures["spikes_per_s_mean"] = self.stats.spikes / (self.stats.predictions * window_s) if self.stats.predictions else 0.0

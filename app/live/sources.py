@@ -21,6 +21,8 @@ from masnn.datasets.io.aedat4_packets import DECODED_HERE as NETWORK_DECODED
 from masnn.datasets.io.readers import open_recording
 from masnn.live.network import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, NetworkConnection, connect_stream
 
+DISCOVERY_TIMEOUT_S = 3.0  # `masnn live` with no camera says so within this long, before any model is loaded
+CAMERAS_LOOKED_FOR = "DVS128, DAVIS, DVXplorer over USB with dv-processing's discovery"
 POLL_S = 0.001  # a live source with nothing new is asked again after this long
 PACE_SLICE_US = 5_000  # a paced replay hands events over in slices this long, as a camera would
 
@@ -93,6 +95,42 @@ class DvConnection:
 
     def close(self):
         self.reader = None
+
+
+def discover_cameras(timeout_s: float = DISCOVERY_TIMEOUT_S) -> list:
+    """dv-processing's USB discovery (its DeviceDescriptors), in a daemon thread so that a slow USB bus ends the
+    wait after ``timeout_s`` (OSError) rather than the user's patience."""
+    import dv_processing as dv
+
+    found: list = []
+    failure: list[BaseException] = []
+
+    def discover():
+        try:
+            found.extend(dv.io.camera.discover())
+        except Exception as error:  # noqa: BLE001 - reported to the caller below
+            failure.append(error)
+
+    worker = threading.Thread(target=discover, name="masnn-camera-discovery", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise OSError(f"no DVS camera found: looking for one ({CAMERAS_LOOKED_FOR}) took over {timeout_s:g} s")
+    if failure:
+        raise OSError(f"no DVS camera found: dv-processing's discovery failed ({dv_message(failure[0])})")
+    return found
+
+
+def check_camera(serial: str | None = None, timeout_s: float = DISCOVERY_TIMEOUT_S) -> None:
+    """OSError unless a camera (the one with ``serial``, if given) is attached: before any model is loaded, so
+    that `masnn live` without a camera fails at once, saying what it looked for."""
+    cameras = discover_cameras(timeout_s)
+    if not cameras:
+        raise OSError(f"no DVS camera found (looked for {CAMERAS_LOOKED_FOR}: none connected, "
+                      "or not readable by this user: see the udev rules in the README)")
+    serials = [str(camera.serialNumber) for camera in cameras]
+    if serial is not None and serial not in serials:
+        raise OSError(f"camera {serial}: not found (cameras found: {', '.join(serials)})")
 
 
 def camera_source(serial: str | None = None) -> Source:

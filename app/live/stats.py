@@ -91,7 +91,7 @@ class LiveStats:
         self.covered = (window.connection, window.first_frame + len(window.frame_events))
 
     def _remember_action(self, record: dict) -> None:
-        top = record["top_k"][0]
+        top = dict(record["top_k"][0], **{"class": record.get("class", record["top_k"][0]["class"])})  # "uncertain" too
         if self.recent and self.recent[-1]["class"] == top["class"]:
             run = self.recent[-1]
             run["to_s"], run["windows"] = record["stream_s"][1], run["windows"] + 1

@@ -32,10 +32,14 @@ def render_dashboard(figures: dict):
     from rich.panel import Panel
     from rich.progress_bar import ProgressBar
     from rich.table import Table
+    from rich.text import Text
 
     actions = Table.grid(padding=(0, 2))
+    if figures.get("current_class") == "uncertain" and figures["current"]:
+        top = figures["current"][0]
+        actions.add_row(f"[bold yellow]{answer_label(figures['current_class'], top)}[/]")
     for rank, entry in enumerate(figures["current"]):
-        style = "bold green" if rank == 0 else "dim"
+        style = "bold green" if rank == 0 and figures.get("current_class") != "uncertain" else "dim"
         actions.add_row(f"[{style}]{entry['class']}[/]", ProgressBar(total=1.0, completed=entry["probability"], width=30),
                         f"{entry['probability']:.2f}")
     if not figures["current"]:
@@ -43,11 +47,17 @@ def render_dashboard(figures: dict):
     recent = "  ".join(f"{run['class']} ({run['to_s'] - run['from_s'] + figures['model']['stride_us'] / 1e6:.1f} s)"
                        for run in reversed(figures["recent_actions"])) or "-"
     grid = Table.grid(padding=(0, 2))
+    sensor = "x".join(map(str, figures["sensor"])) if figures["sensor"] else "?"
+    # rows wrap (a long path folds) where a title would be cut
+    grid.add_row("source", Text(f"{figures['source']} ({sensor})", overflow="fold"))
+    grid.add_row("status", Text(figures["status"], overflow="fold"))
     grid.add_row("last actions", recent)
     grid.add_row("events/s", f"{_count(figures['events_per_s'])}  (total {_count(figures['events'])})")
     grid.add_row("spikes/s", f"{_count(figures['spikes_per_s'])}  (in the last window)")
     energy = figures["energy_per_inference_uj"]
-    grid.add_row("energy/inference", "-" if energy is None else f"{energy:.2f} uJ")
+    grid.add_row("energy/inference", "-" if energy is None else f"{energy:.2f} µJ")
+    threshold = figures.get("uncertain_threshold")
+    grid.add_row("uncertain below", "no calibrated threshold" if threshold is None else f"{100 * threshold:.0f} % confidence")
     grid.add_row("latency", f"p50 {_ms(figures['latency_ms']['p50'])}  p99 {_ms(figures['latency_ms']['p99'])}  "
                             f"(model p50 {_ms(figures['model_latency_ms']['p50'])})")
     grid.add_row("predictions", f"{figures['predictions']}  ({figures['predictions_per_s']:.1f}/s)")
@@ -63,9 +73,9 @@ def render_dashboard(figures: dict):
     for notice in figures["notices"][-2:]:
         grid.add_row("[yellow]" + notice["event"] + "[/]", _notice_text(notice))
     model = figures["model"]
-    sensor = "x".join(map(str, figures["sensor"])) if figures["sensor"] else "?"
-    title = f"masnn live · {figures['source']} · {figures['status']} · {sensor}"
-    subtitle = f"T {model['T']} x {model['dt_us'] / 1000:g} ms = {model['window_us'] / 1000:g} ms window, every {model['stride_us'] / 1000:g} ms · Ctrl-C ends"
+    # short, so that no terminal cuts them: the source and the full status are rows above
+    title = f"masnn live · {figures['status'].split(' (')[0].split(';')[0]}"
+    subtitle = f"T {model['T']} x {model['dt_us'] / 1000:g} ms = {model['window_us'] / 1000:g} ms, every {model['stride_us'] / 1000:g} ms · Ctrl-C ends"
     return Panel(Group(actions, "", grid), title=title, subtitle=subtitle)
 
 
@@ -94,7 +104,7 @@ def summary_table(summary: dict):
         ("events", f"{summary['events']:,} ({_count(summary['events_per_s_mean'])}/s while streaming)"),
         ("latency, event to prediction", f"p50 {_ms(summary['latency_ms']['p50'])}, p99 {_ms(summary['latency_ms']['p99'])}"),
         ("model latency", f"p50 {_ms(summary['model_latency_ms']['p50'])}, p99 {_ms(summary['model_latency_ms']['p99'])}"),
-        ("energy per inference", "-" if summary["energy_per_inference_mean_uj"] is None else f"{summary['energy_per_inference_mean_uj']:.2f} uJ"),
+        ("energy per inference", "-" if summary["energy_per_inference_mean_uj"] is None else f"{summary['energy_per_inference_mean_uj']:.2f} µJ"),
         ("reconnects", str(summary["reconnects"])),
         ("damaged packets", f"{summary['damaged_packets']} skipped"),
     ]
@@ -103,10 +113,18 @@ def summary_table(summary: dict):
     return table
 
 
+def answer_label(label: str | None, top: dict) -> str:
+    """The answer as a person reads it: the class, or "uncertain (top guess: X, 31 %)"."""
+    if label == "uncertain":
+        return f"uncertain (top guess: {top['class']}, {100 * top['probability']:.0f} %)"
+    return top["class"]
+
+
 def prediction_line(record: dict) -> str:
     """One line per prediction where the output is no terminal (a pipe, a file)."""
     top = record["top_k"][0]
-    return (f"{record['stream_s'][1]:8.2f} s  {top['class']:<24} {top['probability']:.2f}  "
+    answer = answer_label(record.get("class"), top)
+    return (f"{record['stream_s'][1]:8.2f} s  {answer:<24} {top['probability']:.2f}  "
             f"latency {record['latency_ms']:.0f} ms  dropped {record['dropped_windows']}")
 
 
@@ -138,7 +156,8 @@ class EventView:
 
     def show(self, record: dict, window: LiveWindow) -> bool:
         top = record["top_k"][0]
-        self.cv2.imshow(self.title, event_image(window.frames[-self.stride_frames:], f"{top['class']}  {top['probability']:.2f}"))
+        label = answer_label(record.get("class"), top) if record.get("class") == "uncertain" else f"{top['class']}  {top['probability']:.2f}"
+        self.cv2.imshow(self.title, event_image(window.frames[-self.stride_frames:], label))
         return self.poll()
 
     def poll(self) -> bool:

@@ -82,6 +82,17 @@ TRAIN_PRESETS["gait-cpu-small"] = {**TRAIN_PRESETS["gesture-cpu-small"], "num_cl
                              "framing": {"dt_us": 100_000, "size": 32}}
 
 
+def device_preset(dataset: str, device_type: str) -> tuple[str, str]:
+    """The preset `masnn train` uses when given neither --preset nor --config, and the line that says so: the
+    paper's protocol (T = 60, batch 128, 300 epochs) on a GPU; on a CPU, where one paper epoch of a few samples
+    takes minutes and gigabytes, the CPU-sized preset (T = 20 frames of the same 0.9 s window, batch 16)."""
+    task = "gait" if dataset == "gait" else "gesture"
+    paper, small = f"{task}-paper", f"{task}-cpu-small"
+    if device_type == "cuda":
+        return paper, f"preset: {paper} (chosen for the GPU; --preset {small} for a short CPU-sized run)"
+    return small, f"preset: {small} (chosen for the CPU; --preset {paper} for the paper's protocol)"
+
+
 def _apply(values: dict, updates: dict, source: str) -> dict:
     valid = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(updates) - valid)

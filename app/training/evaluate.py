@@ -16,6 +16,7 @@ gathered on rank 0, whose report equals a one-process run's.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,6 +38,14 @@ def framing_of(checkpoint: dict) -> FramingConfig:
     return framing_config(checkpoint["config"].get("framing", {}), checkpoint["model_args"]["T"])
 
 
+def eval_device(device: str | torch.device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
 def footprint_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
@@ -46,12 +55,14 @@ STAT_KEYS = ("spikes", "nasar", "sops", "macs", "attention_macs", "energy_pj", "
 
 @torch.inference_mode()
 def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | None = None, preset: str = "fp32-45nm",
-             vanilla_path=None) -> dict | None:
+             vanilla_path=None, device: str | torch.device = "cpu") -> dict | None:
     """The report (a plain dict) of one checkpoint on ``samples``. Under torchrun the samples are sharded over
-    the ranks and rank 0 returns the whole report (other ranks return None)."""
+    the ranks and rank 0 returns the whole report (other ranks return None). ``device``: cpu, cuda[:N] or auto
+    (a GPU where there is one; under torchrun, the process's LOCAL_RANK GPU)."""
+    device = eval_device(device)
     checkpoint = load_checkpoint(checkpoint_path)
-    model = build_model(checkpoint).eval()
-    vanilla = build_model(load_checkpoint(vanilla_path, expect={"num_classes": checkpoint["model_args"]["num_classes"]})).eval() if vanilla_path else None
+    model = build_model(checkpoint).eval().to(device)
+    vanilla = build_model(load_checkpoint(vanilla_path, expect={"num_classes": checkpoint["model_args"]["num_classes"]})).eval().to(device) if vanilla_path else None
     # the compiled inference copies: the same spikes and accounting as the trained modules, in half the time
     runner = prepare_for_inference(model)
     vanilla_runner = prepare_for_inference(vanilla) if vanilla is not None else None
@@ -64,9 +75,11 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
         scored, seconds = [], 0.0
         for i, index in enumerate(indices):
             crops, label = dataset[i]
-            x = crops.transpose(0, 1).contiguous()  # (T, crops, 2, H, W): the crops as a batch
+            x = crops.transpose(0, 1).contiguous().to(device)  # (T, crops, 2, H, W): the crops as a batch
             started_at = time.perf_counter()
             rates, trace = runner(x, record=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the latency is the work's, not the launch's
             seconds += time.perf_counter() - started_at
             baseline = account(vanilla_runner(x, record=True)[1], preset) if vanilla is not None else None
             report = account(trace, preset, baseline)
@@ -123,31 +136,57 @@ def write_report(report: dict, path) -> None:
         temporary.write_text(json.dumps(report, indent=2))
 
 
+def _text_image(text: str, height: int, width: int, scale: float, centre: bool = False) -> np.ndarray:
+    """White strip (height x width, BGR) with ``text`` in black, centred vertically, left-aligned or centred."""
+    import cv2
+
+    strip = np.full((height, width, 3), 255, np.uint8)
+    (text_w, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x = max(2, (width - text_w) // 2) if centre else 2
+    cv2.putText(strip, text, (x, (height + text_h) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
 def confusion_image(confusion, names=None, cell: int = 40):
-    """A BGR picture of the confusion matrix: rows true classes, columns predictions, shade by row share."""
+    """A BGR picture of the confusion matrix: rows the true classes, columns the voted predictions, each named
+    (column names written upwards), the counts in the cells, shade by the row's share; axis titles "true class"
+    (left, upwards) and "predicted (voted) class" (top)."""
     import cv2
 
     matrix = np.asarray(confusion, dtype=float)
     k = len(matrix)
-    margin = cell
-    image = np.full((margin + k * cell + 1, margin + k * cell + 1, 3), 255, np.uint8)
+    labels = [str(n) for n in names] if names else [f"class {i}" for i in range(k)]
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    name_w = max([cv2.getTextSize(label, font, scale, 1)[0][0] for label in labels] + [10]) + 8
+    axis = 22  # the band an axis title takes
+    top, left = axis + name_w, axis + name_w
+    titles = ("predicted (voted) class", "true class")
+    title_w = [cv2.getTextSize(t, font, 0.45, 1)[0][0] + 8 for t in titles]
+    size = (top + max(k * cell, title_w[1]) + 1, left + max(k * cell, title_w[0]) + 1)
+    image = np.full((*size, 3), 255, np.uint8)
     shares = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     for r in range(k):
         for c in range(k):
-            y, x = margin + r * cell, margin + c * cell
+            y, x = top + r * cell, left + c * cell
             shade = int(255 * (1 - shares[r, c]))
             cv2.rectangle(image, (x, y), (x + cell, y + cell), (255, shade, shade), -1)
             cv2.rectangle(image, (x, y), (x + cell, y + cell), (180, 180, 180), 1)
             if matrix[r, c]:
-                cv2.putText(image, str(int(matrix[r, c])), (x + 4, y + cell // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                text = str(int(matrix[r, c]))
+                (w, h), _ = cv2.getTextSize(text, font, scale, 1)
+                cv2.putText(image, text, (x + (cell - w) // 2, y + (cell + h) // 2), font, scale,
                             (0, 0, 0) if shares[r, c] < 0.6 else (255, 255, 255), 1, cv2.LINE_AA)
-        label = (names[r] if names else str(r + 1))[:4]
-        cv2.putText(image, label, (2, margin + r * cell + cell // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(image, label, (margin + r * cell + 2, margin - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        image[top + r * cell : top + (r + 1) * cell, axis : axis + name_w] = _text_image(labels[r], cell, name_w, scale)
+        column = np.rot90(_text_image(labels[r], cell, name_w, scale))  # written upwards, ending at the grid
+        image[axis : axis + name_w, left + r * cell : left + (r + 1) * cell] = column
+    span = [max(k * cell, w) for w in title_w]
+    image[:axis, left : left + span[0]] = _text_image(titles[0], axis, span[0], 0.45, centre=True)
+    image[top : top + span[1], :axis] = np.rot90(_text_image(titles[1], axis, span[1], 0.45, centre=True))
     return image
 
 
 def write_confusion_png(confusion, path, names=None) -> None:
+    """The picture of ``confusion_image``; ``names``: the class names (the report's ``class_names``)."""
     import cv2
 
     ok, encoded = cv2.imencode(".png", confusion_image(confusion, names))
