@@ -24,22 +24,13 @@ import numpy as np
 import torch
 
 from masnn.calibration import UNCERTAIN, answer, is_uncertain, load_calibration
-from masnn.checkpoint import (  # noqa: F401  (shipped_file, shipped_weights: imported from here too)
-    DEFAULT_WEIGHTS,
-    MAX_DT_US,
-    build_model,
-    framing_config,
-    is_number,
-    load_checkpoint,
-    resolve_weights,
-    shipped_file,
-    shipped_weights,
-)
+from masnn.checkpoint import MAX_DT_US, build_model, framing_config, is_number, load_checkpoint
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
 from masnn.models.accounting import account
 from masnn.models.inference import prepare_for_inference
+from masnn.shipped import DEFAULT_WEIGHTS, resolve_weights, shipped_file, shipped_weights  # noqa: F401  (shipped_file, shipped_weights: imported from here too)
 
 SCHEMA = "masnn.classify/1"
 SAMPLE_RECORDING = "sample-gesture.aedat4"

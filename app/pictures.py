@@ -42,11 +42,11 @@ def contact_sheet(frames: np.ndarray, columns: int = 10, min_side: int = 96) -> 
     return sheet
 
 
-TEXT = (220, 220, 220)  # BGR: light grey on the sheet's dark background
+LABEL_COLOUR = (220, 220, 220)  # BGR: light grey on the sheet's dark background
 ON_COLOUR, OFF_COLOUR = (0, 0, 255), (255, 0, 0)  # BGR: ON red, OFF blue, as event_colours draws them
 
 
-def _text(image: np.ndarray, text: str, x: int, y: int, scale: float = 0.4, colour=TEXT) -> None:
+def _text(image: np.ndarray, text: str, x: int, y: int, scale: float = 0.4, colour=LABEL_COLOUR) -> None:
     import cv2
 
     cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)

@@ -12,7 +12,8 @@ from masnn.datasets.synth.generator import write_action_clip
 from masnn.models.attention import capture_attention
 from masnn.models.lif import charge, fire_and_reset
 from masnn.models.networks import ma_snn_3layer_net
-from masnn.render import SENSOR_BOX, SIZE, Renderer, gif_durations, prediction_texts, text_box
+from masnn.render import SENSOR_BOX, SIZE, Renderer, prediction_texts, text_box
+from masnn.video import gif_durations
 
 
 @pytest.fixture(autouse=True)

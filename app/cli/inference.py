@@ -23,7 +23,7 @@ commands = typer.Typer()
 def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.", show_default=True)):
     """Versions, torch devices, Triton, connected DVS cameras and the shipped models."""
     from masnn import info as about
-    from masnn.checkpoint import shipped_models
+    from masnn.shipped import shipped_models
 
     report = {"versions": about.package_versions(), "devices": about.torch_devices(), "triton": about.triton_status()}
     found, problem = about.cameras()
@@ -247,9 +247,10 @@ def frames(
 ):
     """Turn a recording into frames [T, 2, H, W] as the classifier sees them: the framing of the default model
     (or of --weights); --dt, -T, --size, --mode and --denoise override it."""
-    from masnn.checkpoint import framing_config, load_checkpoint, resolve_weights
+    from masnn.checkpoint import framing_config, load_checkpoint
     from masnn.datasets.transforms.pipeline import FramingConfig, frame_recording
     from masnn.pictures import save_frames
+    from masnn.shipped import resolve_weights
 
     checkpoint = resolve_weights(weights)
     with reading(checkpoint):
@@ -313,7 +314,7 @@ def models(
     """The registered networks; parameters, neurons and the spike/energy report of one random input window.
     --shipped: the trained models that ship with masnn, by the names --weights takes."""
     if shipped:
-        from masnn.checkpoint import shipped_models
+        from masnn.shipped import shipped_models
 
         found = shipped_models()
         if as_json:

@@ -85,7 +85,8 @@ def export_command(
     half: bool = typer.Option(True, help="Store weights as float16 (half the size; they load back as float32).", show_default=True),
 ):
     """A checkpoint for shipping: model, arguments, config and history; no optimizer or RNG state."""
-    from masnn.checkpoint import load_checkpoint, resolve_weights, save_checkpoint, slim_checkpoint
+    from masnn.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+    from masnn.shipped import resolve_weights
 
     checkpoint = resolve_weights(checkpoint)
     with reading(checkpoint):
@@ -107,7 +108,7 @@ def card_command(
 ):
     """Write the figures of a model card (model, training curve, test results, comparison with vanilla) from the
     checkpoint and its evaluation reports; the card's prose is kept, a missing card is started from a skeleton."""
-    from masnn.checkpoint import resolve_weights
+    from masnn.shipped import resolve_weights
     from masnn.training.card import card_blocks, update_card
 
     weights = resolve_weights(weights)
@@ -132,8 +133,8 @@ def evaluate_command(
 ):
     """Accuracy (10-crop vote and single crop), per-class accuracy, confusion matrix, spikes, energy.
     Large sets: `torchrun --nproc-per-node N -m masnn evaluate ...` shards the samples over N processes."""
-    from masnn.checkpoint import resolve_weights
     from masnn.report import evaluate_table
+    from masnn.shipped import resolve_weights
     from masnn.training.evaluate import evaluate, write_confusion_png, write_report
 
     samples = find_dataset(dataset).samples(data, split)  # the dataset first, as before: its errors name the folder
@@ -219,8 +220,8 @@ def calibrate_command(
 ):
     """The confidence threshold under which classify and live answer "uncertain", calibrated on held-out data."""
     from masnn.calibration import calibrate, calibration_path
-    from masnn.checkpoint import resolve_weights
     from masnn.datasets.io.writers import atomic_path
+    from masnn.shipped import resolve_weights
 
     path = resolve_weights(weights)
     result = calibrate(path, data, split, dataset, kept, device)
