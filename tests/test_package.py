@@ -1,6 +1,7 @@
 """Packaging and CLI basics: what an installed masnn puts in site-packages, and `masnn info`."""
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -42,8 +43,9 @@ def test_wheel_declares_the_console_script(wheel):
     assert "masnn = masnn.cli:main" in entry_points
 
 
-def run_masnn(*args):
-    return subprocess.run([sys.executable, "-m", "masnn", *args], capture_output=True, text=True, timeout=120)
+def run_masnn(*args, env_extra: dict | None = None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "masnn", *args], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_info_reports_versions_devices_and_cameras_without_a_camera():
@@ -92,3 +94,13 @@ def test_models_command_leaves_the_global_rng_alone():
     result = CliRunner().invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output
     assert torch.equal(torch.rand(4), expected)
+
+
+def test_version_short_help_and_unbroken_sentences():
+    from importlib.metadata import version
+
+    assert run_masnn("--version").stdout.strip() == f"masnn {version('masnn')}"
+    assert run_masnn("classify", "-h").stdout == run_masnn("classify", "--help").stdout
+    wide = run_masnn("classify", "--help", env_extra={"COLUMNS": "300"}).stdout
+    # the docstring's first sentence runs on one line: the source's line ends are not kept
+    assert any("with spikes, NASAR, SOPs and energy for each prediction" in line for line in wide.splitlines())

@@ -16,6 +16,7 @@ How a command ends (``main``):
 """
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import sys
@@ -32,12 +33,38 @@ except ImportError:  # older typer runs on click itself
     from click.exceptions import ClickException, NoArgsIsHelpError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Event-camera action recognition with MA-SNN.")
+                  context_settings={"help_option_names": ["-h", "--help"]})
 # without a name, a module's commands join the root's; `masnn --help` lists them in this order
 for module in (inference, training, live):
     app.add_typer(module.commands)
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(synth.synth_app, name="synth")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from masnn import __version__
+
+        print(f"masnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print masnn's version and exit.")):
+    """Event-camera action recognition with MA-SNN."""
+
+
+def _unwrapped(doc: str) -> str:
+    """A docstring's paragraphs with their lines joined: the terminal wraps them, never mid-sentence at the source's
+    line ends."""
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(doc).split("\n\n"))
+
+
+for group in (app, inference.commands, training.commands, live.commands, bench.bench_app, synth.synth_app):
+    for command in group.registered_commands:
+        if command.callback.__doc__:
+            command.callback.__doc__ = _unwrapped(command.callback.__doc__)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
