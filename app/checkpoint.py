@@ -116,6 +116,11 @@ def framing_config(framing: dict, steps: int) -> FramingConfig:
                          mode=framing.get("mode", "crop"), denoise_us=framing.get("denoise_us") or None)
 
 
+def checkpoint_framing(checkpoint: dict) -> FramingConfig:
+    """The frames a loaded checkpoint's model is fed (a checkpoint may have no config: the defaults)."""
+    return framing_config((checkpoint.get("config") or {}).get("framing", {}), checkpoint["model_args"]["T"])
+
+
 def save_checkpoint(obj: dict, path: Path) -> None:
     """Atomic: write a temp file in the same folder, then os.replace (a crash never leaves a torn checkpoint)."""
     with atomic_path(path) as temporary:

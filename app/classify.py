@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from masnn.calibration import UNCERTAIN, answer, is_uncertain, load_calibration
-from masnn.checkpoint import MAX_DT_US, build_model, framing_config, is_number, load_checkpoint
+from masnn.checkpoint import MAX_DT_US, build_model, checkpoint_framing, is_number, load_checkpoint
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
@@ -101,7 +101,7 @@ class Classifier:
         checkpoint = load_checkpoint(path)  # checked against its schema: the fields below are there and sane
         config = checkpoint.get("config") or {}
         args = checkpoint["model_args"]
-        framing = framing_config(config.get("framing", {}), args["T"])
+        framing = checkpoint_framing(checkpoint)
         if window_ms is not None:
             framing = window_framing(framing, window_ms)
         model = build_model(checkpoint).eval()

@@ -7,12 +7,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from masnn.calibration import uncertain_text
+
 # `masnn evaluate` report keys -> their labels in the printed table
 PROTOCOL_LABELS = {"vote": "10-crop vote (paper)", "single": "single crop (centre)"}
-PER_CROP_LABELS = {"spikes": "spikes", "nasar": "NASAR", "sops": "SOPs", "macs": "MACs (attention not included)",
-                   "attention_macs": "attention MACs", "energy_uj": "energy µJ",
-                   "ann_energy_uj": "energy µJ of an ANN of the same shape, frame by frame",
-                   "ree_vs_vanilla": "rEE vs vanilla", "energy_preset": "energy preset"}
 
 
 def bar(fraction: float, width: int = 20) -> str:
@@ -32,7 +30,7 @@ def _segment_windows(report: dict, segment: dict) -> list[dict]:
 def answer_text(label: str, top_guess: str | None, confidence: float | None) -> str:
     """A class, "idle", or "uncertain (top guess: X, 31 %)"."""
     if label == "uncertain" and top_guess is not None and confidence is not None:
-        return f"uncertain (top guess: {top_guess}, {100 * confidence:.0f} %)"
+        return uncertain_text(top_guess, confidence)
     return label
 
 

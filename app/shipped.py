@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from masnn.checkpoint import framing_config, load_checkpoint
+from masnn.checkpoint import checkpoint_framing, load_checkpoint
 
 DEFAULT_WEIGHTS = "gesture-tcsa"  # the shipped model classify, live and frames use when given none
 
@@ -51,7 +51,7 @@ def model_summary(path: str | Path, name: str | None = None) -> dict:
     path = Path(path)
     ckpt = load_checkpoint(path)
     args, config = ckpt["model_args"], ckpt.get("config") or {}
-    framing = framing_config(config.get("framing", {}), args["T"])
+    framing = checkpoint_framing(ckpt)
     names = list(config.get("class_names") or [])
     card = path.with_suffix(".md")
     return {"name": name or path.stem, "task": _task(names), "model": args["name"],

@@ -205,6 +205,15 @@ class _Totals:
         }
 
 
+def _selection(recording, start_us: int | None, end_us: int | None) -> tuple[int | None, int | None]:
+    """Times after the first event -> the recording's timebase; the first event is looked up only when a time is
+    given (for a format without an index that decodes the recording's first chunk)."""
+    if start_us is None and end_us is None:
+        return None, None
+    origin = first_event_time(recording)
+    return (None if start_us is None else origin + start_us), (None if end_us is None else origin + end_us)
+
+
 def recording_stats(
     path: str | Path,
     start_us: int | None = None,
@@ -220,9 +229,7 @@ def recording_stats(
     """
     with open_recording(path) as recording:
         info = recording.info
-        origin = first_event_time(recording)
-        start = None if start_us is None else origin + start_us
-        end = None if end_us is None else origin + end_us
+        start, end = _selection(recording, start_us, end_us)
         totals = _Totals(info.width, info.height, max(1, round(window_ms * 1000)), active_threshold)
         for chunk in recording.chunks(start, end, chunk_events=chunk_events):
             totals.add(chunk)
@@ -290,9 +297,7 @@ def summarize(path: str | Path, start_us: int | None = None, end_us: int | None 
     """Counts and extents of a recording, streamed in bounded memory."""
     with open_recording(path) as recording:
         info = recording.info
-        origin = first_event_time(recording)
-        start = None if start_us is None else origin + start_us
-        end = None if end_us is None else origin + end_us
+        start, end = _selection(recording, start_us, end_us)
         n = on = 0
         first = last = None
         pixels = np.zeros(info.width * info.height, dtype=bool)

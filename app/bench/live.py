@@ -122,7 +122,7 @@ def run_live_benchmark(rate: float = 12e6, seconds: float = 15.0, weights: str |
         "lag_ms": {"final": 1e3 * ingest.lag_s, "max": 1e3 * ingest.max_lag_s},
         "kept_up": bool(ingest.events >= 0.99 * offered and ingest.lag_s < 0.1),
         "predictions": summary["predictions"], "predictions_per_s": summary["predictions_per_s"],
-        "stride_ms": summary["model"]["stride_ms"], "windows": summary["windows"], "dropped_windows": summary["dropped_windows"],
+        "stride_ms": summary["model"]["stride_us"] / 1000, "windows": summary["windows"], "dropped_windows": summary["dropped_windows"],
         "latency_ms": summary["latency_ms"], "model_latency_ms": summary["model_latency_ms"],
         "handoff_high_water": summary["handoff"]["high_water"],
         "reader_cpu_share": summary["reader_cpu_share"],

@@ -247,7 +247,7 @@ def frames(
 ):
     """Turn a recording into frames [T, 2, H, W] as the classifier sees them: the framing of the default model
     (or of --weights); --dt, -T, --size, --mode and --denoise override it."""
-    from masnn.checkpoint import framing_config, load_checkpoint
+    from masnn.checkpoint import checkpoint_framing, load_checkpoint
     from masnn.datasets.transforms.pipeline import FramingConfig, frame_recording
     from masnn.pictures import save_frames
     from masnn.shipped import resolve_weights
@@ -255,7 +255,7 @@ def frames(
     checkpoint = resolve_weights(weights)
     with reading(checkpoint):
         ckpt = load_checkpoint(checkpoint)
-    model = framing_config((ckpt.get("config") or {}).get("framing", {}), ckpt["model_args"]["T"])
+    model = checkpoint_framing(ckpt)
     config = FramingConfig(
         dt_us=model.dt_us if dt is None else int(round(dt * 1000)),
         n_frames=model.n_frames if n_frames is None else n_frames or None,

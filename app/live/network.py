@@ -27,7 +27,8 @@ import numpy as np
 from masnn.datasets.events import EVENT_DTYPE, first_fault
 from masnn.datasets.io import lz4_frame
 from masnn.datasets.io.aedat4_header import AEDAT4_MAGIC, NONE, Header, HeaderError, read_header
-from masnn.datasets.io.aedat4_packets import DECODED, events_vector
+from masnn.datasets.io.aedat4_packets import DECODED, LZ4_MOST_RATIO, LZ4_SLACK, events_vector
+from masnn.datasets.io.aedat4_table import PACKET_HEADER_BYTES
 
 CONNECT_TIMEOUT_S = 5.0  # a server that does not accept within this long is not there
 READ_TIMEOUT_S = 5.0  # a connection with no bytes for this long (the header included) is lost
@@ -39,7 +40,6 @@ MAX_PACKET_SPAN_US = 10_000_000  # a camera sends its events every few milliseco
 DAMAGED_IN_A_ROW = 20
 RESYNC_BYTES = 1 << 20  # bytes without a packet that fits count as one more damaged packet
 LZ4_MAGIC = b"\x04\x22\x4d\x18"  # an LZ4 frame's first bytes
-LZ4_MOST_RATIO = 256  # LZ4 makes at most about 255 bytes of each byte: more is a damaged frame
 
 
 class StreamSilent(OSError):
@@ -68,7 +68,7 @@ class PacketReader:
     def next(self) -> np.ndarray | Damaged | None:
         """The next packet's events, Damaged for a packet skipped, or None until more bytes arrive."""
         while True:
-            if len(self.buffer) - self.start < 8:
+            if len(self.buffer) - self.start < PACKET_HEADER_BYTES:
                 return None
             fits = self._fits(self.start)
             if fits is None:
@@ -80,10 +80,10 @@ class PacketReader:
             if damaged is not None:
                 return damaged
         stream, size = struct.unpack_from("<ii", self.buffer, self.start)
-        end = self.start + 8 + size
+        end = self.start + PACKET_HEADER_BYTES + size
         if end > len(self.buffer):
             return None
-        body = np.frombuffer(self.buffer[self.start + 8 : end], np.uint8)  # a copy: the buffer moves on feed
+        body = np.frombuffer(self.buffer[self.start + PACKET_HEADER_BYTES : end], np.uint8)  # a copy: the buffer moves on feed
         self.start = end
         return self._events(body)
 
@@ -93,8 +93,8 @@ class PacketReader:
         if stream != self.stream_id or not 12 <= size <= MAX_PACKET_BYTES:
             return False
         if self.compressed:
-            return _lz4_frame_fits(self.buffer, at + 8, size)
-        head = self.buffer[at + 8 : at + 20]
+            return _lz4_frame_fits(self.buffer, at + PACKET_HEADER_BYTES, size)
+        head = self.buffer[at + PACKET_HEADER_BYTES : at + PACKET_HEADER_BYTES + 12]
         if len(head) < 12:
             return None
         return struct.unpack_from("<i", head)[0] == size - 4 and head[8:12] == b"EVTS"
@@ -116,7 +116,7 @@ class PacketReader:
     def _events(self, body: np.ndarray) -> np.ndarray | Damaged:
         if self.compressed:
             try:
-                body = np.frombuffer(lz4_frame.decompress_frame(body, len(body) * LZ4_MOST_RATIO + (1 << 16)), np.uint8)
+                body = np.frombuffer(lz4_frame.decompress_frame(body, len(body) * LZ4_MOST_RATIO + LZ4_SLACK), np.uint8)
             except lz4_frame.LZ4FrameError as error:
                 return Damaged(str(error))
         status, start, count = events_vector(body, len(body))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from masnn.calibration import uncertain_text
 from masnn.pictures import contact_sheet
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def summary_table(summary: dict):
 def answer_label(label: str | None, top: dict) -> str:
     """The answer as a person reads it: the class, or "uncertain (top guess: X, 31 %)"."""
     if label == "uncertain":
-        return f"uncertain (top guess: {top['class']}, {100 * top['probability']:.0f} %)"
+        return uncertain_text(top["class"], top["probability"])
     return top["class"]
 
 

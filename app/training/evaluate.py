@@ -25,17 +25,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from masnn.checkpoint import build_model, framing_config, load_checkpoint
+from masnn.checkpoint import build_model, checkpoint_framing, load_checkpoint
 from masnn.datasets.io.writers import atomic_path
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset
-from masnn.datasets.transforms.pipeline import FramingConfig
 from masnn.models.accounting import account
 from masnn.models.inference import prepare_for_inference
 from masnn.training.distributed import init_distributed
-
-
-def framing_of(checkpoint: dict) -> FramingConfig:
-    return framing_config(checkpoint["config"].get("framing", {}), checkpoint["model_args"]["T"])
 
 
 def eval_device(device: str | torch.device) -> torch.device:
@@ -66,7 +61,7 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
     # the compiled inference copies: the same spikes and accounting as the trained modules, in half the time
     runner = prepare_for_inference(model)
     vanilla_runner = prepare_for_inference(vanilla) if vanilla is not None else None
-    framing = framing_of(checkpoint)
+    framing = checkpoint_framing(checkpoint)
     rank, world, started = init_distributed(torch.device("cpu"))  # samples rank, rank + world, ... (gloo)
     try:
         indices = list(range(rank, len(samples), world))

@@ -77,7 +77,7 @@ def decompress_frame(data: np.ndarray, limit: int, step: int = 1 << 20) -> bytes
                                             data.ctypes.data + consumed, ctypes.byref(in_size), None)
             if status < 0:
                 raise LZ4FrameError("corrupt LZ4 data")
-            out += window.raw[: out_size.value]
+            out += ctypes.string_at(window, out_size.value)
             consumed += in_size.value
             if len(out) > limit:
                 raise LZ4FrameError(f"decompresses to more than {limit} bytes")
