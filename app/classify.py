@@ -128,6 +128,8 @@ class Classifier:
         x = torch.from_numpy(np.ascontiguousarray(frames)).float()[:, None].to(self.device)  # (T, 1, 2, H, W)
         started = time.perf_counter()
         rates, trace = self.runner(x, record=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # CUDA kernels run asynchronously: the latency is the GPU's work too
         latency = time.perf_counter() - started
         report = account(trace, self.energy_preset)
         probabilities = self.probabilities(rates[0].float().cpu())

@@ -231,7 +231,7 @@ class Renderer:
         stride = f", stride {self.stride_bins}" if self.stride_bins else ""
         _text(canvas, _fit(f"window {entry['start_s']:.2f}-{entry['end_s']:.2f} s (dt {self.dt_us / 1000:g} ms, T {len(view.frames)}{stride})",
                            0.36, RIGHT_WIDTH), (RIGHT_X, 114), 0.36, DIM)
-        _text(canvas, _fit(f"{stats['spikes']:.0f} spikes  NASAR {stats['nasar']:.3f}  {stats['energy_uj']:.2f} uJ", 0.36, RIGHT_WIDTH),
+        _text(canvas, _fit(f"{stats['spikes']:.0f} spikes  NASAR {stats['nasar']:.3f}  {stats['energy_uj']:.2f} µJ", 0.36, RIGHT_WIDTH),
               (RIGHT_X, 352), 0.36, DIM)
 
 

@@ -241,7 +241,7 @@ def recording_stats(
         "file": str(path),
         "format": info.format,
         "camera": info.camera or "unknown",
-        "sensor": f"{info.width}x{info.height}",
+        "sensor": [info.width, info.height],  # [width, height], as every JSON of masnn gives it
         "events": n,
         "duration_s": duration,
         "event_rate_per_s": n / duration if duration > 0 else None,
@@ -271,6 +271,8 @@ def stats_json(results: list[dict]) -> list[dict]:
 def _format(value) -> str:
     if value is None:
         return "-"
+    if isinstance(value, (list, tuple)):  # the sensor's [width, height]
+        return "x".join(map(str, value))
     if isinstance(value, (int, np.integer)):
         return f"{int(value):,}"
     if isinstance(value, (float, np.floating)):

@@ -15,6 +15,10 @@ All figures are per sample (averaged over the batch):
 - the ANN of the same shape (same conv/FC layers, no attention) costs E_MAC * FLOPs per frame, reported both
   frame by frame (x T, the fair comparison on the same input frames) and single-frame (x 1);
 - rEE = E_base / E_model against a baseline report (the vanilla SNN).
+
+Spikes and nonzero inputs are counted where they are made (``LayerTrace``'s counts: a compiled neuron counts
+inside its loop, a layer fed by the previous layer's spikes inherits their count), so accounting scans no whole
+tensor but the first layer's frames; a trace without counts is counted on its tensors, with the same figures.
 """
 from __future__ import annotations
 
@@ -88,15 +92,27 @@ class Report:
         return asdict(self)
 
 
+def _input_counts(tr) -> tuple[int, bool]:
+    """Nonzero inputs over T and B and whether all are 0 or 1: from the trace when the network counted them, else
+    from the input tensor (the first layer's frames, a gated input)."""
+    if tr.input_nonzero is not None and tr.input_binary is not None:
+        return tr.input_nonzero, tr.input_binary
+    x = tr.input.detach()
+    return (x != 0).sum().item(), bool(((x == 0) | (x == 1)).all())
+
+
+def _spike_count(tr) -> float:
+    return tr.spike_count if tr.spike_count is not None else tr.spikes.detach().sum().item()
+
+
 def _layer_report(tr, steps: int, preset: EnergyPreset) -> LayerReport:
     b = tr.input.shape[1]
-    x = tr.input.detach()
-    in_size = x[0, 0].numel()
-    input_rate = (x != 0).sum().item() / (b * steps * in_size)
-    binary = bool(((x == 0) | (x == 1)).all())
+    in_size = tr.input[0, 0].numel()
+    nonzero, binary = _input_counts(tr)
+    input_rate = nonzero / (b * steps * in_size)
     sops = input_rate * steps * tr.flops if binary else 0.0
     macs = 0.0 if binary else tr.frames * tr.flops
-    spikes = tr.spikes.detach().sum().item() / b
+    spikes = _spike_count(tr) / b
     energy = preset.e_mac_pj * (macs + tr.attention_macs) + preset.e_ac_pj * sops
     return LayerReport(tr.name, tr.neurons, spikes, spikes / (tr.neurons * steps), input_rate, binary, tr.flops,
                        tr.frames, sops, macs, tr.attention_macs, energy)

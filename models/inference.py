@@ -161,25 +161,30 @@ def _spatial_gate(u, sa_weight, pooled, gate_s):
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _fire_and_reset(u, h, spikes_t, decay, threshold, v_reset, reset_kind):
-    """spikes_t = u >= threshold; h = the reset (0 hard, 1 soft, 2 threshold: the authors' code) times decay."""
+    """spikes_t = u >= threshold; h = the reset (0 hard, 1 soft, 2 threshold: the authors' code) times decay.
+    Returns the number of spikes (counted here, so accounting need not scan the spikes again)."""
     channels, height, width = u.shape
+    count = 0
     for c in range(channels):
         for i in range(height):
             for j in range(width):
                 v = u[c, i, j]
                 fired = v - threshold >= 0
                 spikes_t[c, i, j] = 1.0 if fired else 0.0
+                count += 1 if fired else 0
                 if reset_kind == 0:  # hard
                     h[c, i, j] = v_reset if fired else decay * v
                 elif reset_kind == 1:  # soft
                     h[c, i, j] = decay * (v - threshold) if fired else decay * v
                 else:  # threshold
                     h[c, i, j] = decay * threshold if fired else decay * v
+    return count
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _activate_pre_loop(x, ca_in, ca_out, sa_weight, has_ca, has_sa, decay, threshold, v_reset, reset_kind, spikes):
-    """x: currents [T, C, H, W] of one sample (float32); writes spikes [T, C, H, W]. See ActivatePreLIF."""
+    """x: currents [T, C, H, W] of one sample (float32); writes spikes [T, C, H, W] and returns their number.
+    See ActivatePreLIF."""
     steps, channels, height, width = x.shape
     half = sa_weight.shape[-1] // 2
     h = np.zeros((channels, height, width), np.float32)
@@ -189,13 +194,15 @@ def _activate_pre_loop(x, ca_in, ca_out, sa_weight, has_ca, has_sa, decay, thres
     hidden_sum = np.empty(ca_in.shape[0], np.float32)
     pooled = np.zeros((2, height + 2 * half, width + 2 * half), np.float32)
     gate_s = np.empty((height, width), np.float32)
+    fired = 0
     for t in range(steps):
         _charge(h, x[t], u, descriptor)
         if has_ca:
             _channel_gate(u, descriptor, ca_in, ca_out, hidden_sum, gate_c)
         if has_sa:
             _spatial_gate(u, sa_weight, pooled, gate_s)
-        _fire_and_reset(u, h, spikes[t], decay, threshold, v_reset, reset_kind)
+        fired += _fire_and_reset(u, h, spikes[t], decay, threshold, v_reset, reset_kind)
+    return fired
 
 
 class CompiledActivatePreLIF(nn.Module):
@@ -214,13 +221,19 @@ class CompiledActivatePreLIF(nn.Module):
         self.macs = neuron.macs  # accounting counts the gates' work as the original neuron does
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_counted(x)[0]
+
+    def forward_counted(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(spikes, their number over T and B), counted inside the compiled loop where they are made."""
         currents = x.detach().float().contiguous().numpy()
         spikes = torch.empty(x.shape, dtype=torch.float32)
         out, p = spikes.numpy(), self.params
+        fired = 0
         for b in range(x.shape[1]):  # written in place: no copies for a batch of one
-            _activate_pre_loop(currents[:, b], self.ca_in, self.ca_out, self.sa_weight, self.has_ca, self.has_sa,
-                               np.float32(p.decay), np.float32(p.threshold), np.float32(p.v_reset), self.reset_kind, out[:, b])
-        return spikes
+            fired += _activate_pre_loop(currents[:, b], self.ca_in, self.ca_out, self.sa_weight, self.has_ca,
+                                        self.has_sa, np.float32(p.decay), np.float32(p.threshold),
+                                        np.float32(p.v_reset), self.reset_kind, out[:, b])
+        return spikes, int(fired)
 
 
 def prepare_for_inference(model: nn.Module, bf16: bool = False) -> nn.Module:

@@ -5,7 +5,8 @@ frames, attention gates where the plan puts them, a neuron that loops over T, an
 neuron. Input [T, B, C, H, W] -> output [B, classes], the last layer's firing rates over T.
 
 ``forward(x, record=True)`` also returns a ``NetTrace``: per layer, the tensor its synapses received, its spikes
-and the static numbers accounting needs (FLOPs of one frame, neurons, frames computed, attention MACs).
+and the numbers accounting needs (FLOPs of one frame, neurons, frames computed, attention MACs, and the spike
+and input counts, taken where the spikes are made rather than by scanning the tensors again).
 
 Input attention pruning (TA-SNN): with ``input_attention=True`` a TA scores the raw frames; in training it
 rescales them (TA(x) * x). In eval mode with ``prune_threshold`` set, frames scoring above the threshold are kept
@@ -35,6 +36,11 @@ class LayerTrace:
     neurons: int  # neurons of the layer (one step)
     frames: float  # frames the synapses computed, per sample (T unless frames were pruned)
     attention_macs: float  # MACs of this layer's gates, per sample
+    # Counts over T and B taken where the tensors were made, so accounting need not scan them again;
+    # None: accounting counts on the tensors above.
+    spike_count: int | None = None  # spikes, from the neuron (a compiled neuron counts inside its loop)
+    input_nonzero: int | None = None  # nonzero inputs: known when the input is the previous layer's spikes
+    input_binary: bool | None = None  # whether every input is 0 or 1
 
 
 @dataclass
@@ -104,13 +110,18 @@ class SpikingLayer(nn.Module):
         current = self.synapse(x.flatten(0, 1)).unflatten(0, (t, b))  # stateless: once for all T*B frames
         if self.post is not None:
             current = self.post(current, steps)
-        spikes = self.neuron(current)  # (T, B, *neuron_shape)
+        counted = getattr(self.neuron, "forward_counted", None) if record else None
+        if counted is not None:  # the compiled neuron counts its spikes as it fires them
+            spikes, fired = counted(current)
+        else:
+            spikes = self.neuron(current)  # (T, B, *neuron_shape)
+            fired = int(torch.count_nonzero(spikes)) if record else None  # spikes are 0 or 1: the nonzeros
         out = spikes if self.pool_after is None else self.pool_after(spikes.flatten(0, 1)).unflatten(0, (t, b))
         if not record:
             return out, None
         macs = sum(m.macs((t, *shape)) for m, shape in ((self.pre, self.in_shape), (self.post, self.neuron_shape),
                                                         (self.neuron, self.neuron_shape)) if hasattr(m, "macs"))
-        return out, LayerTrace(self.name, x, spikes, self.flops, self.neurons, float(t), float(macs))
+        return out, LayerTrace(self.name, x, spikes, self.flops, self.neurons, float(t), float(macs), fired)
 
 
 class SpikingNet(nn.Module):
@@ -156,8 +167,11 @@ class SpikingNet(nn.Module):
 
     def _run(self, x: torch.Tensor, steps: torch.Tensor | None, record: bool):
         traces = []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             x, trace = layer(x, steps, record)
+            if record and i > 0 and layer.pre is None and self.layers[i - 1].pool_after is None:
+                # the synapses received the previous layer's spikes as they were: binary, as many nonzeros as spikes
+                trace.input_nonzero, trace.input_binary = traces[-1].spike_count, True
             traces.append(trace)
         return x, traces
 
@@ -188,14 +202,25 @@ class SpikingNet(nn.Module):
             inputs = x.new_zeros(t, b, *layer.in_shape)
             spikes = x.new_zeros(t, b, *layer.neuron_shape)
             macs = 0.0
+            ran = [traces[j] for _, traces in runs if traces is not None]
             for i, (idx, traces) in enumerate(runs):
                 if traces is not None:
                     inputs[idx, i] = traces[j].input[:, 0]
                     spikes[idx, i] = traces[j].spikes[:, 0]
                     macs += traces[j].attention_macs
             frames = sum(idx.numel() for idx, _ in runs) / b
-            merged.append(LayerTrace(layer.name, inputs, spikes, layer.flops, layer.neurons, frames, macs / b))
+            # dropped frames hold zeros: the counts are the runs' sums (None if any run left one to the tensors)
+            fired = _total(tr.spike_count for tr in ran)
+            nonzero = _total(tr.input_nonzero for tr in ran)
+            binary = None if nonzero is None else all(tr.input_binary for tr in ran)
+            merged.append(LayerTrace(layer.name, inputs, spikes, layer.flops, layer.neurons, frames, macs / b,
+                                     fired, nonzero, binary))
         return merged
+
+
+def _total(counts) -> int | None:
+    counts = list(counts)
+    return None if any(c is None for c in counts) else sum(counts)
 
 
 # ---------------------------------------------------------------------------------------------------------------

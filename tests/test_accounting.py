@@ -1,5 +1,6 @@
 """Spike, operation and energy accounting against hand computations."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from torch import nn
 from masnn.models import create_model
 from masnn.models.accounting import ENERGY_PRESETS, account, measure
 from masnn.models.attention import ChannelAttention, SpatialAttention, TemporalAttention, plan_attention
+from masnn.models.inference import prepare_for_inference
 from masnn.models.lif import LIFParams
 from masnn.models.networks import LayerTrace, NetTrace, SpikingLayer, SpikingNet
 
@@ -156,3 +158,67 @@ def test_pruned_frames_cost_nothing_in_the_report():
     # scoring the 6 raw frames of 2 x 16 x 16 = 512 values (MLP 6 -> 3 -> 6) costs pooling 2 * 6 * 512 = 6144 and
     # the MLP 2 descriptors * (6*3 + 3*6) = 72, no rescale (kept frames have weight 1)
     assert report.attention_macs == 6144 + 72
+
+
+def _scanned(trace: NetTrace) -> NetTrace:
+    """The trace without the network's counts: accounting then counts on the recorded tensors (plain torch)."""
+    return replace(trace, layers=[replace(tr, spike_count=None, input_nonzero=None, input_binary=None)
+                                  for tr in trace.layers])
+
+
+def _counted_model(name, placement, prepared, pruned=False, **kwargs):
+    torch.manual_seed(4)
+    model = create_model(name, attention="TCS" if placement != "none" else "none",
+                         placement=placement if placement != "none" else "paper", T=4, r_t=2,
+                         lif={"threshold": 0.05}, **kwargs)
+    model.train()
+    shape = (4, 3, *model.layers[0].in_shape)
+    with torch.no_grad():  # running statistics that make the layers fire
+        for _ in range(20):
+            model((torch.rand(shape) < 0.1).float() * 2)
+    model.eval()
+    if pruned:
+        model.prune_threshold = 0.5
+    return prepare_for_inference(model) if prepared else model
+
+
+@pytest.mark.parametrize("name, placement, prepared, kwargs", [
+    ("ma-snn-3layer", "paper", True, {}),  # what classify runs: compiled activate-pre neurons
+    ("ma-snn-3layer", "paper", False, {}),
+    ("ma-snn-3layer", "none", True, {}),  # vanilla: LIF neurons throughout
+    ("ma-snn-3layer", "conv-pre", True, {}),  # gated inputs are real-valued: counted on the tensor
+    ("ma-snn-5layer", "paper", True, {"input_size": 32, "channels": 8, "fc_hidden": 16}),  # MaxPool between layers
+    ("ma-snn-3layer", "none", True, {"input_size": 16, "input_attention": True, "pruned": True}),
+])
+def test_counts_where_spikes_are_made_equal_a_scan_of_the_tensors(name, placement, prepared, kwargs):
+    kwargs = dict(kwargs)
+    model = _counted_model(name, placement, prepared, kwargs.pop("pruned", False), **kwargs)
+    size = model.layers[0].in_shape[1]
+    torch.manual_seed(5)
+    x = (torch.rand(4, 3, 2, size, size) < 0.1).float() * torch.randint(1, 3, (4, 3, 2, size, size)).float()
+    with torch.inference_mode():
+        _, trace = model(x, record=True)
+    for tr in trace.layers:  # each count the network took against plain torch on the recorded tensors
+        assert tr.spike_count == int((tr.spikes != 0).sum())
+        assert bool(((tr.spikes == 0) | (tr.spikes == 1)).all())
+        if tr.input_nonzero is not None:
+            assert tr.input_nonzero == int((tr.input != 0).sum())
+            assert tr.input_binary == bool(((tr.input == 0) | (tr.input == 1)).all())
+    assert all(tr.spike_count > 0 for tr in trace.layers)  # every layer fires: the counts are tested on spikes
+    counted, scanned = account(trace), account(_scanned(trace))
+    assert counted.to_dict() == scanned.to_dict()  # every figure equal, not approximately
+    if placement == "paper" and name == "ma-snn-3layer":  # what classify runs needs no scan beyond the frames
+        assert all(tr.input_nonzero is not None for tr in trace.layers[1:])
+
+
+def test_accounting_scans_only_the_first_layers_frames(monkeypatch):
+    """Counted traces are not re-scanned: only conv1's input (the event frames) is counted on its tensor."""
+    model = _counted_model("ma-snn-3layer", "paper", True)
+    x = (torch.rand(4, 1, 2, 32, 32) < 0.1).float()
+    with torch.inference_mode():
+        _, trace = model(x, record=True)
+    scanned = []
+    original = torch.Tensor.__ne__
+    monkeypatch.setattr(torch.Tensor, "__ne__", lambda self, other: scanned.append(self.shape) or original(self, other))
+    account(trace)
+    assert scanned == [trace.layers[0].input.shape]

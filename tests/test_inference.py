@@ -55,6 +55,8 @@ def test_compiled_activate_pre_fires_the_same_spikes(reset, gates):
         got = CompiledActivatePreLIF(neuron)(x)
     assert expected.sum() > 0
     assert torch.equal(got, expected)
+    counted, fired = CompiledActivatePreLIF(neuron).forward_counted(x)  # spikes counted inside the compiled loop
+    assert torch.equal(counted, expected) and fired == int((expected != 0).sum())
 
 
 @pytest.mark.parametrize("bf16", [False, True])

@@ -110,6 +110,15 @@ def test_sensor_panel_without_a_recording_says_so(classifier, tmp_path, monkeypa
     assert any("no recording" in text for text, _ in render_module.TEXT_LOG)
 
 
+def test_energy_is_in_microjoules_as_in_every_other_report(classifier, tmp_path, monkeypatch):
+    monkeypatch.setattr(render_module, "TEXT_LOG", [])
+    frames = np.ones((classifier.framing.n_frames, 2, 32, 32), np.int16)
+    with Renderer(tmp_path / "a.mp4", classifier) as renderer:
+        renderer.add(Window(0, frames), window_entry(classifier, Window(0, frames)))
+    energy = [text for text, _ in render_module.TEXT_LOG if "NASAR" in text]
+    assert energy and all(text.endswith(" µJ") for text in energy), energy  # OpenCV's Hershey font draws µ
+
+
 def disjoint(a, b) -> bool:
     return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
 

@@ -49,7 +49,7 @@ HAND = make_events(x=[1, 5, 1, 7, 5, 1], y=[1, 2, 1, 7, 2, 1], t=[0, 50, 100, 12
 
 def test_hand_built_recording(tmp_path):
     s = recording_stats(npz(tmp_path, HAND))
-    assert s["sensor"] == "16x8"
+    assert s["sensor"] == [16, 8]  # [width, height], as inspect and classify give it
     assert s["events"] == 6
     assert s["duration_s"] == pytest.approx(300e-6)
     assert s["event_rate_per_s"] == pytest.approx(20_000)
@@ -143,6 +143,10 @@ def test_time_selection_and_json(tmp_path):
     plain = stats_json([s, recording_stats(npz(tmp_path, only_on, name="on.npz"))])
     assert plain[1]["on_off_ratio"] is None
     assert json.loads(json.dumps(plain, allow_nan=False)) == plain
+    assert plain[0]["sensor"] == [16, 8]
+    console = Console(record=True, width=200)
+    console.print(compare_table([s]))
+    assert "16x8" in console.export_text()  # the table writes it as people read it
 
 
 def test_real_dvxplorer(real_data):

@@ -227,6 +227,7 @@ def test_cli_stats_compares_recordings(gesture_set):
     rows = json.loads(result.stdout)
     assert [r["events"] for r in rows] == [len(read_events(p)[0]) for p in paths]
     assert all(0.5 < r["on_off_ratio"] < 2 for r in rows)
+    assert all(r["sensor"] == [128, 128] for r in rows)  # [width, height], as inspect --json and classify give it
 
 
 def test_air_drums_strike_up_and_down_with_both_hands():

@@ -1,11 +1,11 @@
 """`masnn bench fuzz`: seeded corruptions of small recordings in every format, run through `masnn inspect`, `frames`
 (from the start, and from 0.3 s in: a time selection) and `classify`, each run sorted by what it did to the user.
 
-Seeds are made here (AEDAT 4.0 LZ4 and uncompressed, AEDAT 3.1, .npy, tonic's .npy layout, .npz, text) and, given
-a folder of real recordings, taken from it (AEDAT 2.0, Prophesee EVT 2/3, real AEDAT 4.0). Each seed gets
-truncations, byte flips, zeroed regions, huge lengths, damaged header lines and, for the formats whose values
-are plain numbers, values that are wrong on purpose (a coordinate beyond int16, one far outside the sensor, NaN
-or jumping timestamps): those must never be read as if nothing were wrong.
+Seeds are made here (AEDAT 4.0 LZ4 and uncompressed, AEDAT 3.1, .npy, tonic's .npy layout, .npz, text, slayer
+.bs2) and, given a folder of real recordings, taken from it (AEDAT 2.0, Prophesee EVT 2/3, real AEDAT 4.0, .bs2).
+Each seed gets truncations, byte flips, zeroed regions, huge lengths, damaged header lines and, for the formats
+whose values are plain numbers, values that are wrong on purpose (a coordinate beyond int16, one far outside the
+sensor, NaN or jumping timestamps; .bs2 times out of order): those must never be read as if nothing were wrong.
 
 The commands run in a worker process that answers one case at a time; a case that takes longer than the time
 limit is a hang (the worker is killed and replaced), a worker that dies by a signal is a crash, and the worker's
@@ -36,6 +36,7 @@ REAL_SEEDS = {  # name in a folder of real recordings -> seed name
     "prophesee_evt2_640x480.raw": "evt2-real",
     "prophesee_evt3_1280x720.raw": "evt3-real",
     "dvxplorer_320x240_person.aedat4": "aedat4-real",
+    "dvsgesture_bs2/class01_hand_clap.bs2": "bs2-real",
 }
 
 
@@ -71,12 +72,12 @@ def _write_aedat4_uncompressed(path: Path, events) -> None:
 
 def make_seeds(folder: Path, real: Path | None) -> dict[str, Path]:
     """Small recordings in every format: name -> path."""
-    from masnn.datasets.io.writers import write_aedat4, write_aedat31, write_npz, write_text
+    from masnn.datasets.io.writers import write_aedat4, write_aedat31, write_bs2, write_npz, write_text
 
     events = _events()
     seeds = {"aedat4-lz4": folder / "seed.aedat4", "aedat4-raw": folder / "seed-raw.aedat4",
              "aedat31": folder / "seed.aedat", "npy": folder / "seed.npy", "npy-tonic": folder / "seed-tonic.npy",
-             "npz": folder / "seed.npz", "text": folder / "seed.txt"}
+             "npz": folder / "seed.npz", "text": folder / "seed.txt", "bs2": folder / "seed.bs2"}
     write_aedat4(seeds["aedat4-lz4"], events, (128, 128))
     _write_aedat4_uncompressed(seeds["aedat4-raw"], events)
     write_aedat31(seeds["aedat31"], events)
@@ -88,6 +89,7 @@ def make_seeds(folder: Path, real: Path | None) -> dict[str, Path]:
     np.save(seeds["npy-tonic"], table)
     write_npz(seeds["npz"], events, (128, 128))
     write_text(seeds["text"], events)
+    write_bs2(seeds["bs2"], events)  # times 1-2 s: inside the format's 23-bit clock
     for name, seed in REAL_SEEDS.items():
         if real is not None and (real / name).is_file():
             seeds[seed] = real / name
@@ -141,6 +143,8 @@ def _value_mutations(seed: str, path: Path, folder: Path) -> list[tuple[str, Pat
     """Files whose values are wrong on purpose (expect_fault), written in the seed's format."""
     from masnn.datasets.io.readers import read_events
 
+    if seed in ("bs2", "bs2-real"):
+        return _bs2_value_mutations(seed, path, folder)
     if seed not in ("npy", "npz", "text"):
         return []
     events, _ = read_events(path)
@@ -168,6 +172,24 @@ def _value_mutations(seed: str, path: Path, folder: Path) -> list[tuple[str, Pat
             np.save(target, bad)
         out.append((label, target))
     return out
+
+
+def _bs2_value_mutations(seed: str, path: Path, folder: Path) -> list[tuple[str, Path]]:
+    """Every 5 bytes are some .bs2 event: the values wrong on purpose are times out of order (the format does not
+    promise order; masnn refuses it), each half written in order by the writer."""
+    from masnn.datasets.io.bs2 import decode_bs2, encode_bs2
+
+    events = decode_bs2(path.read_bytes())
+    first, second = events[: len(events) // 2], events[len(events) // 2 :].copy()
+    out = [("halves swapped", encode_bs2(second) + encode_bs2(first))]
+    second["t"] -= second["t"][0]
+    out.append(("times restart from 0 halfway (a wrapped clock)", encode_bs2(first) + encode_bs2(second)))
+    targets = []
+    for k, (label, data) in enumerate(out):
+        target = folder / f"{seed}-value-{k}{path.suffix}"
+        target.write_bytes(data)
+        targets.append((label, target))
+    return targets
 
 
 def make_cases(folder: Path, real: Path | None, per_kind: int, commands: tuple[str, ...], seed: int) -> list[Case]:

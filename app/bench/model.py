@@ -10,16 +10,24 @@ Targets: fused at least 3x faster than the reference, at most half its peak memo
 The surrogate defaults to sigmoid (slope 4 = SpikingJelly's Sigmoid(alpha=4)), the one both projects
 implement natively; with hard reset to 0, decay 0.3 and decay_input=False, SpikingJelly's LIFNode with
 tau = 1 / (1 - decay) is the same neuron (its spikes agree up to the rounding of 1 - 1/tau).
+
+Then 3-layer MA-SNN inference of one window (``run_inference_benchmark``: dense vs the inference copy), and
+classify's own window with the shipped model (``run_window_benchmark``): the per-window latency with the spike and
+energy accounting included; target: the accounting under 10 % of it.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
 from masnn.models.lif import BACKENDS, LIFParams
@@ -189,3 +197,64 @@ def run_inference_benchmark(name: str = "ma-snn-3layer", attention: str = "TCS",
                 best = min(best, time.perf_counter() - start)
             rows[label] = dict(ms=best * 1e3, **(agreement(model, variant, held_out) if variant is not model else {}))
     return dict(model=name, attention=attention, steps=steps, threads=torch.get_num_threads(), variants=rows, target_ms=TARGET_INFERENCE_MS)
+
+
+TARGET_ACCOUNTING_SHARE = 0.10
+
+
+def _scanned(trace):
+    """The trace without the counts taken where spikes are made: accounting then scans the recorded tensors,
+    as it did before the counts (the comparison row of ``run_window_benchmark``)."""
+    layers = [dataclasses.replace(tr, spike_count=None, input_nonzero=None, input_binary=None) for tr in trace.layers]
+    return dataclasses.replace(trace, layers=layers)
+
+
+def run_window_benchmark(weights: str | None = None, windows: int = 20, repeats: int = 10) -> dict:
+    """What `masnn classify` does per window, on the first ``windows`` windows (classify's default stride of half a
+    window) of the shipped sample recording with a shipped model (default: classify's), on the CPU:
+    - forward: the inference copy alone (``record=False``);
+    - with accounting: ``record=True`` then ``account``, as classify runs it (spikes counted where they are made);
+    - with accounting by scanning: the same trace accounted by scanning its tensors, as before the counts.
+    Median and best ms per window over ``repeats`` passes, the three interleaved window by window so that load
+    changes touch them alike; the accounting share is (with accounting - forward) / with accounting, of the medians.
+    The load average is reported with them: on a busy machine the medians say more about the load than the code."""
+    from masnn.classify import SAMPLE_RECORDING, Classifier, iter_windows
+    from masnn.datasets.io.readers import open_recording
+    from masnn.models.accounting import account
+    from masnn.shipped import shipped_file
+
+    classifier = Classifier.load(weights, device="cpu")
+    with open_recording(shipped_file(SAMPLE_RECORDING)) as recording:
+        frames = [w.frames for _, w in zip(range(windows), iter_windows(recording, classifier.framing, classifier.window_us // 2))]
+    inputs = [torch.from_numpy(np.ascontiguousarray(f)).float()[:, None] for f in frames]  # (T, 1, 2, H, W)
+    runner, preset = classifier.runner, classifier.energy_preset
+    timed = {"forward": lambda x: runner(x), "with accounting": lambda x: account(runner(x, record=True)[1], preset),
+             "with accounting by scanning": lambda x: account(_scanned(runner(x, record=True)[1]), preset)}
+    seconds = {label: [] for label in timed}
+    with torch.inference_mode():
+        for fn in timed.values():  # warm-up: numba's first call, lazy imports
+            fn(inputs[0])
+        for _ in range(repeats):
+            for x in inputs:
+                for label, fn in timed.items():
+                    start = time.perf_counter()
+                    fn(x)
+                    seconds[label].append(time.perf_counter() - start)
+    ms = {label: 1e3 * statistics.median(s) for label, s in seconds.items()}
+    best_ms = {label: 1e3 * min(s) for label, s in seconds.items()}
+    share = {label: (ms[label] - ms["forward"]) / ms[label] for label in ("with accounting", "with accounting by scanning")}
+    return dict(weights=classifier.weights, steps=classifier.framing.n_frames, windows=len(inputs), repeats=repeats,
+                threads=torch.get_num_threads(), load_average=list(os.getloadavg()), ms=ms, best_ms=best_ms,
+                accounting_share=share, target_share=TARGET_ACCOUNTING_SHARE)
+
+
+def window_benchmark_line(result: dict) -> str:
+    """One line: classify's window with and without its accounting, and the accounting done by scanning."""
+    ms, share = result["ms"], result["accounting_share"]
+    load = result["load_average"][0]
+    name = result["weights"].rsplit("/", 1)[-1]
+    return (f"classify's window ({name}, T={result['steps']}, {result['threads']} threads, load {load:.2f}; median of "
+            f"{result['windows'] * result['repeats']}): forward {ms['forward']:.1f} ms; with spike and energy accounting "
+            f"{ms['with accounting']:.1f} ms (accounting {100 * share['with accounting']:.1f} %, target under "
+            f"{100 * result['target_share']:.0f} %); accounting by scanning the tensors instead "
+            f"{ms['with accounting by scanning']:.1f} ms ({100 * share['with accounting by scanning']:.1f} %)")

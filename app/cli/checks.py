@@ -1,13 +1,16 @@
 """Option checks that run while the command line is parsed, before any work: typer's ``min``/``max`` give the
-numeric ranges (and show them in ``--help``); these callbacks add what a range cannot say (finite numbers,
-choices, device names, lists), and raise ``typer.BadParameter``, which ``main`` prints as one line
-(``error: --device: ...``). Lists of names that need torch are imported only when the option is checked."""
+numeric ranges and ``masnn.cli.choices``' Literal types the fixed sets of values (both shown in ``--help``); these
+callbacks add what neither can say (finite numbers, device names, suffixes, comma-separated lists), and raise
+``typer.BadParameter``, which ``main`` prints as one line (``error: --device: ...``)."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import get_args
 
 import typer
+
+from masnn.cli.choices import Attention
 
 MS_MIN = 0.001  # durations in milliseconds: one microsecond, the timestamps' unit, is the shortest
 
@@ -24,15 +27,6 @@ def positive(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise typer.BadParameter(f"must be a finite number above 0 (got {value})")
     return value
-
-
-def one_of(*choices: str):
-    """A callback that accepts only ``choices`` (None, an unset option, passes)."""
-    def check(value: str | None) -> str | None:
-        if value is not None and value not in choices:
-            raise typer.BadParameter(f"must be one of {', '.join(choices)} (got {value!r})")
-        return value
-    return check
 
 
 def suffix(*suffixes: str):
@@ -57,23 +51,12 @@ def device(value: str) -> str:
     return value
 
 
-def attention(value: str | None) -> str | None:
-    """none, T, C, S, TC, TS, CS or TCS (the paper's spellings TA, TCSA, ... too)."""
-    if value is None:
-        return None
-    from masnn.models.attention import parse_attention
-
-    try:
-        parse_attention(value)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    return value
-
-
 def attention_list(value: str) -> str:
-    """Comma-separated attentions (ablate)."""
+    """Comma-separated attentions (ablate), each one of --attention's choices."""
+    choices = get_args(Attention)
     for name in value.split(","):
-        attention(name.strip())
+        if name.strip() not in choices:
+            raise typer.BadParameter(f"must be comma-separated, each one of {', '.join(choices)} (got {name.strip()!r})")
     return value
 
 
@@ -85,25 +68,14 @@ def seed_list(value: str) -> str:
     return value
 
 
-def model_name(value: str) -> str:
-    from masnn.models import list_models
+def augment_spec(value: str | None) -> str | None:
+    """An augmentation spec (masnn.datasets.transforms.augment_recipe), "" for none; imported only when given."""
+    if not value:
+        return value
+    from masnn.datasets.transforms.augment_recipe import parse_augment
 
-    return one_of(*list_models())(value)
-
-
-def placement(value: str) -> str:
-    from masnn.models.attention import PLACEMENTS
-
-    return one_of(*PLACEMENTS)(value)
-
-
-def energy_preset(value: str) -> str:
-    from masnn.models.accounting import ENERGY_PRESETS
-
-    return one_of(*ENERGY_PRESETS)(value)
-
-
-def surrogate(value: str) -> str:
-    from masnn.models.lif import SURROGATES
-
-    return one_of(*SURROGATES)(value)
+    try:
+        parse_augment(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    return value

@@ -11,6 +11,7 @@ say which file it was reading when it reports the internal error.
 """
 from __future__ import annotations
 
+import re
 import struct
 import warnings
 from contextlib import contextmanager, suppress
@@ -101,8 +102,17 @@ def usage_line(error) -> str:
     if param is None or type(error).__name__ == "MissingParameter":
         message = error.format_message()
     else:
-        message = f"{_option_name(param)}: {_lower_first(error.message)}{_given(error)}"
+        choice = _NOT_A_CHOICE.match(error.message)
+        if choice:  # a value outside an option's choices: the list, in the checks' words
+            given, choices = choice.groups()
+            message = f"{_option_name(param)}: must be one of {choices.replace(chr(39), '')} (got '{given}')"
+        else:
+            message = f"{_option_name(param)}: {_lower_first(error.message)}{_given(error)}"
     return _lower_first(message).rstrip(".")
+
+
+# typer's refusal of a value outside a Literal's choices: "Value error, 'x' is not one of 'a', 'b'."
+_NOT_A_CHOICE = re.compile(r"(?:Value error, )?'(.*)' is not one of (.*?)\.?$")
 
 
 def _option_name(param) -> str:

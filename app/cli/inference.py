@@ -13,6 +13,16 @@ from rich.table import Table
 
 import masnn.cli.checks as checks
 from masnn.cli.checks import MS_MIN, finite
+from masnn.cli.choices import (
+    DEVICE_METAVAR,
+    Attention,
+    ClassifyMode,
+    EnergyPreset,
+    FrameMode,
+    ModelName,
+    Placement,
+    TableFormat,
+)
 from masnn.cli.console import console
 from masnn.cli.errors import reading
 
@@ -83,18 +93,18 @@ def classify(
     weights: Optional[str] = typer.Option(None, help="A shipped model's name (see masnn models --shipped) or a checkpoint path. Default: gesture-tcsa."),
     window: Optional[float] = typer.Option(None, min=MS_MIN, callback=finite, help="Window in ms (default: the model's T x dt; other values change dt to window / T)."),
     stride: Optional[float] = typer.Option(None, min=MS_MIN, callback=finite, help="Stride in ms, rounded to whole frames (default: half a window)."),
-    top_k: int = typer.Option(3, "--top-k", min=1),
-    mode: str = typer.Option("auto", callback=checks.one_of("auto", "clip", "timeline"), help="auto (clip up to 8 s, else timeline), clip or timeline."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Classes listed for each prediction, most probable first."),
+    mode: ClassifyMode = typer.Option("auto", help="auto: a clip up to 8 s, a timeline beyond; clip: one prediction for the whole recording; timeline: segments."),
     min_events: int = typer.Option(200, min=0, help="Windows with fewer events are idle: no action claimed."),
     start: Optional[float] = typer.Option(None, min=0, callback=finite, help="Classify from this many seconds after the first event."),
     end: Optional[float] = typer.Option(None, min=0, callback=finite, help="Classify up to this many seconds after the first event."),
     labels: Optional[Path] = typer.Option(None, help="A DVS128 Gesture labels CSV (class,startTime_usec,endTime_usec) of the one recording: "
                                           "score its timeline against the true segments."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (schema: masnn/classify_schema.json); JSON lines for several files."),
-    fmt: str = typer.Option("table", "--format", callback=checks.one_of("table", "csv", "jsonl"), help="Several files: table, csv or jsonl, one row per file."),
+    fmt: TableFormat = typer.Option("table", "--format", help="Several files: one row per file, as a table, CSV or JSON lines."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Several files: write the CSV or JSONL rows to this file instead of printing them."),
     render: Optional[Path] = typer.Option(None, callback=checks.suffix(".mp4", ".gif"), help="Write an annotated video (.mp4 or .gif): events, prediction, spikes, attention."),
-    device: str = typer.Option("auto", callback=checks.device, help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", callback=checks.device, metavar=DEVICE_METAVAR, help="auto (a GPU where there is one), cpu, cuda or cuda:N."),
 ):
     """The action in a recording (a clip), or a timeline of actions (a long recording), with spikes, NASAR,
     SOPs and energy for each prediction and in total. Several files or folders: one row per recording."""
@@ -214,7 +224,7 @@ def inspect(
     path: Path = typer.Argument(..., help="An event recording (AEDAT 2/3.1/4, .npy/.npz, text, Prophesee)."),
     start: Optional[float] = typer.Option(None, min=0, callback=finite, help="Seconds after the first event."),
     end: Optional[float] = typer.Option(None, min=0, callback=finite, help="Seconds after the first event."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
     """Format, sensor, duration, event count and rate of a recording."""
     from masnn.datasets.stats import summarize
@@ -242,7 +252,7 @@ def frames(
     n_frames: Optional[int] = typer.Option(None, "--frames", "-T", min=0, help="Number of frames (0: the whole recording). Default: the model's T (20 for gesture-tcsa).", show_default=False),
     start: float = typer.Option(0.0, min=0, callback=finite, help="Seconds after the first event where frame 0 starts.", show_default=True),
     size: Optional[int] = typer.Option(None, min=0, max=4096, help="Output side in pixels (0: the sensor's own resolution). Default: the model's (32).", show_default=False),
-    mode: Optional[str] = typer.Option(None, callback=checks.one_of("crop", "stretch"), help="Spatial mapping: crop (centre square) or stretch. Default: the model's (crop).", show_default=False),
+    mode: Optional[FrameMode] = typer.Option(None, help="Spatial mapping: crop (centre square) or stretch. Default: the model's (crop).", show_default=False),
     denoise: Optional[float] = typer.Option(None, min=0, max=10_000, callback=finite, help="Background-activity filter time in ms (0: off). Default: the model's (off).", show_default=False),
 ):
     """Turn a recording into frames [T, 2, H, W] as the classifier sees them: the framing of the default model
@@ -304,11 +314,11 @@ def _duration_us(recording) -> int:
 @commands.command()
 def models(
     shipped: bool = typer.Option(False, "--shipped", help="List the shipped (trained) models instead: task, classes, framing, attention, size, card.", show_default=True),
-    name: str = typer.Option("ma-snn-3layer", callback=checks.model_name, help="A registered model (see the list this prints).", show_default=True),
-    attention: str = typer.Option("TCS", callback=checks.attention, help="none, T, C, S, TC, TS, CS or TCS.", show_default=True),
-    placement: str = typer.Option("paper", callback=checks.placement, help="paper, conv-pre, conv-post, activate-pre or reference-code.", show_default=True),
-    classes: int = typer.Option(11, min=1, max=100_000, show_default=True),
-    preset: str = typer.Option("fp32-45nm", callback=checks.energy_preset, help="Energy preset: fp32-45nm, fp16-45nm or int8-45nm.", show_default=True),
+    name: ModelName = typer.Option("ma-snn-3layer", help="A registered model.", show_default=True),
+    attention: Attention = typer.Option("TCS", help="Attention: none or letters of T, C, S (the paper's TA, TCSA, ... too).", show_default=True),
+    placement: Placement = typer.Option("paper", help="Where the gates sit: the paper's, conv-pre, conv-post, activate-pre, or the authors' code's.", show_default=True),
+    classes: int = typer.Option(11, min=1, max=100_000, help="Output classes of the network.", show_default=True),
+    preset: EnergyPreset = typer.Option("fp32-45nm", help="Energy per operation (Horowitz 2014, 45 nm).", show_default=True),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.", show_default=True),
 ):
     """The registered networks; parameters, neurons and the spike/energy report of one random input window.

@@ -8,6 +8,7 @@ import typer
 
 import masnn.cli.checks as checks
 from masnn.cli.checks import MS_MIN, finite
+from masnn.cli.choices import DEVICE_METAVAR
 from masnn.cli.console import console
 
 commands = typer.Typer()
@@ -22,8 +23,8 @@ def live_command(
     weights: Optional[str] = typer.Option(None, help="A shipped model's name or a checkpoint path (default: the shipped gesture model)."),
     window: Optional[float] = typer.Option(None, min=MS_MIN, callback=finite, help="Window in ms (default: the model's T x dt)."),
     stride: float = typer.Option(100.0, min=MS_MIN, callback=finite, help="Milliseconds between predictions, rounded down to whole frames."),
-    top_k: int = typer.Option(3, "--top-k", min=1),
-    device: str = typer.Option("auto", callback=checks.device, help="auto, cpu, cuda or cuda:N."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Classes shown for each prediction, most probable first."),
+    device: str = typer.Option("auto", callback=checks.device, metavar=DEVICE_METAVAR, help="auto (a GPU where there is one), cpu, cuda or cuda:N."),
     log: Optional[Path] = typer.Option(None, "--log", help="Write every prediction (and reconnects, the summary) here as JSON lines."),
     show: bool = typer.Option(False, "--show", help="Open a window with the events the network sees and the label."),
 ):

@@ -10,9 +10,10 @@ import typer
 from rich.table import Table
 
 import masnn.cli.checks as checks
+from masnn.cli.choices import DEVICE_METAVAR, Attention, CalibrationSplit, Dataset, Loss, Scheduler, Split, TrainPreset
 from masnn.cli.console import console
 from masnn.cli.errors import InputError, first_line, reading
-from masnn.datasets.loaders.table import DATASETS, SPLITS, find_dataset
+from masnn.datasets.loaders.table import DATASETS, find_dataset
 
 *_others, _last = DATASETS
 DATASET_HELP = f"{', '.join(_others)} or {_last}."
@@ -23,20 +24,26 @@ commands = typer.Typer()
 @commands.command("train")
 def train_command(
     data: Path = typer.Option(..., help="Dataset folder (DVS128 Gesture original or tonic layout, or DVS128 Gait)."),
-    dataset: str = typer.Option("gesture", help=DATASET_HELP, show_default=True),  # find_dataset checks it, before any work
+    dataset: Dataset = typer.Option("gesture", help=DATASET_HELP, show_default=True),
     config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it.", show_default=False),
-    preset: Optional[str] = typer.Option(None, help="gesture-paper, gait-paper, gesture-cpu-small or gait-cpu-small. Default "
+    preset: Optional[TrainPreset] = typer.Option(None, help="gesture-paper, gait-paper, gesture-cpu-small, gesture-cpu-sim2real "
+                                         "(cpu-small with augmentation for real recordings) or gait-cpu-small. Default "
                                          "(without --config): the paper's on a GPU, the cpu-small one on a CPU.", show_default=False),
-    device: str = typer.Option("auto", callback=checks.device, help="auto (a GPU where there is one), cpu, cuda or cuda:N.", show_default=True),
+    device: str = typer.Option("auto", callback=checks.device, metavar=DEVICE_METAVAR, help="auto (a GPU where there is one), cpu, cuda or cuda:N.", show_default=True),
     out: Optional[str] = typer.Option(None, help="Run folder (checkpoints, metrics). Default: runs/train.", show_default=False),
     epochs: Optional[int] = typer.Option(None, min=1, help="Default: the preset's (paper 300, cpu-small 5).", show_default=False),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Global batch. Default: the preset's (paper 128, cpu-small 16).", show_default=False),
     lr: Optional[float] = typer.Option(None, callback=checks.positive, help="Learning rate (> 0). Default: the preset's (paper 1e-4, cpu-small 1e-3).", show_default=False),
-    attention: Optional[str] = typer.Option(None, callback=checks.attention, help="none, T, C, S, TC, TS, CS, TCS. Default: TCS.", show_default=False),
-    # loss, scheduler and preset are checked by load_config, before any work, as a file's values are
-    loss: Optional[str] = typer.Option(None, help="mse (the paper's) or ce. Default: the preset's.", show_default=False),
-    scheduler: Optional[str] = typer.Option(None, help="plateau (the paper's), cosine or none. Default: the preset's.", show_default=False),
-    seed: Optional[int] = typer.Option(None, min=0, help="Default: 0.", show_default=False),
+    attention: Optional[Attention] = typer.Option(None, help="none or letters of T, C, S (the paper's TA, TCSA, ... too). Default: TCS.", show_default=False),
+    loss: Optional[Loss] = typer.Option(None, help="mse (the paper's) or ce. Default: the preset's.", show_default=False),
+    scheduler: Optional[Scheduler] = typer.Option(None, help="plateau (the paper's), cosine or none. Default: the preset's.", show_default=False),
+    augment: Optional[str] = typer.Option(None, callback=checks.augment_spec, metavar="<name=value,...>",
+                                          help="Event-domain augmentation of the training crops, e.g. "
+                                          "'scale=0.8-1.25,rotate=10,shift=0.1,stretch=0.8-1.25,drop=0.3,noise=0.02-0.3' "
+                                          "(names: scale rotate shear shift stretch drop polarity noise hot; "
+                                          "name=value@p sets a probability); '' is off. Default: the preset's "
+                                          "(gesture-cpu-sim2real's recipe; off in the others).", show_default=False),
+    seed: Optional[int] = typer.Option(None, min=0, help="Seed of weights, crops and batches. Default: 0.", show_default=False),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
     resume: bool = typer.Option(False, help="Continue from OUT/last.pt.", show_default=True),
     paper_test_selection: bool = typer.Option(False, help="Also score the test split every epoch and keep the best "
@@ -49,13 +56,14 @@ def train_command(
     --config the preset follows the device: the paper's protocol on a GPU, the CPU-sized one on a CPU."""
     from masnn.checkpoint import framing_config
     from masnn.classify import torch_device
+    from masnn.datasets.loaders.augmented import training_set
     from masnn.datasets.loaders.cache import FrameDataset
     from masnn.training.config import device_preset
     from masnn.training.loop import PAPER_BEST_TEST, PAPER_SELECTION, train
 
     find_dataset(dataset)  # an unknown dataset is refused before the preset line
     overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, loss=loss,
-                     scheduler=scheduler, seed=seed, device=device)
+                     scheduler=scheduler, augment=augment, seed=seed, device=device)
     if preset is None and config is None:
         preset, line = device_preset(dataset, torch_device(device).type)
         console.print(line, soft_wrap=True)  # one line, never wrapped
@@ -66,12 +74,13 @@ def train_command(
     if not cfg.class_names:
         cfg.class_names = spec.class_names(data)
     frame_cache = _frame_cache(cache, data)
-    train_set = FrameDataset(train_samples, framing, "random-crop", seed=cfg.seed, cache=frame_cache)
+    train_set = training_set(train_samples, framing, cfg.augment, cfg.seed, frame_cache)  # augmented when cfg.augment says so
     val_set = FrameDataset(val_samples, framing, "random-crop", seed=cfg.seed + 1, cache=frame_cache) if val_samples else None
     paper_test_set = None
     if paper_test_selection:
         paper_test_set = FrameDataset(spec.samples(data, "test"), framing, "random-crop", seed=cfg.seed + 2, cache=frame_cache)
-    console.print(f"{len(train_samples)} training and {len(val_samples)} validation samples; {framing}")
+    console.print(f"{len(train_samples)} training and {len(val_samples)} validation samples; {framing}"
+                  + (f"; training crops augmented: {cfg.augment}" if cfg.augment else ""), soft_wrap=True)
     result = train(cfg, train_set, val_set, progress=True, resume=resume, paper_test_set=paper_test_set)
     console.print(f"best validation accuracy: {result['best']} (best.pt); checkpoints and metrics in {cfg.out_dir}")
     if paper_test_set is not None:
@@ -122,14 +131,14 @@ def card_command(
 def evaluate_command(
     checkpoint: str = typer.Argument(..., help="A checkpoint written by masnn train (best.pt), or a shipped model's name (see masnn models --shipped)."),
     data: Path = typer.Option(..., help="Dataset folder."),
-    dataset: str = typer.Option("gesture", help=DATASET_HELP, show_default=True),  # find_dataset checks it, before any work
-    split: str = typer.Option("test", callback=checks.one_of(*SPLITS), help=" or ".join(SPLITS) + ".", show_default=True),
+    dataset: Dataset = typer.Option("gesture", help=DATASET_HELP, show_default=True),
+    split: Split = typer.Option("test", help="The dataset's split to score.", show_default=True),
     crops: int = typer.Option(10, min=1, help="Crops per sample for the paper's vote.", show_default=True),
     vanilla: Optional[str] = typer.Option(None, help="A vanilla checkpoint or shipped model's name: adds rEE. Default: none.", show_default=False),
     report: Optional[Path] = typer.Option(None, help="Write the JSON report here. Default: none.", show_default=False),
     confusion: Optional[Path] = typer.Option(None, callback=checks.suffix(".png"), help="Write the confusion matrix as a PNG here. Default: none.", show_default=False),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
-    device: str = typer.Option("auto", callback=checks.device, help="auto (a GPU where there is one), cpu, cuda or cuda:N.", show_default=True),
+    device: str = typer.Option("auto", callback=checks.device, metavar=DEVICE_METAVAR, help="auto (a GPU where there is one), cpu, cuda or cuda:N.", show_default=True),
 ):
     """Accuracy (10-crop vote and single crop), per-class accuracy, confusion matrix, spikes, energy.
     Large sets: `torchrun --nproc-per-node N -m masnn evaluate ...` shards the samples over N processes."""
@@ -153,12 +162,13 @@ def evaluate_command(
 @commands.command("ablate")
 def ablate_command(
     data: Path = typer.Option(..., help="Dataset folder."),
-    dataset: str = typer.Option("gesture", help=DATASET_HELP, show_default=True),  # find_dataset checks it, before any work
+    dataset: Dataset = typer.Option("gesture", help=DATASET_HELP, show_default=True),
     config: Optional[Path] = typer.Option(None, help="A TOML config; flags override it.", show_default=False),
-    preset: Optional[str] = typer.Option("gesture-cpu-small", help="A training preset (see masnn train --help).", show_default=True),
+    preset: Optional[TrainPreset] = typer.Option("gesture-cpu-small", help="A training preset (see masnn train --help).", show_default=True),
     out: str = typer.Option("runs/ablate", help="Folder for every variant's run.", show_default=True),
     epochs: Optional[int] = typer.Option(None, min=1, help="Default: the preset's.", show_default=False),
-    attentions: str = typer.Option(",".join(("none", "T", "C", "S", "TC", "TS", "CS", "TCS")), callback=checks.attention_list, help="Comma-separated.", show_default=True),
+    attentions: str = typer.Option(",".join(("none", "T", "C", "S", "TC", "TS", "CS", "TCS")), callback=checks.attention_list, metavar="<ATTENTION,...>",
+                                   help="Comma-separated attentions, each as masnn train --attention takes it.", show_default=True),
     seeds: str = typer.Option("0", callback=checks.seed_list, help="Comma-separated seeds: repeat runs give mean and spread.", show_default=True),
     crops: int = typer.Option(10, min=1, help="Crops per sample for the paper's vote.", show_default=True),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
@@ -211,12 +221,11 @@ def _frame_cache(cache: Optional[Path], data: Path):
 def calibrate_command(
     weights: str = typer.Argument(..., help="A checkpoint or a shipped model's name."),
     data: Path = typer.Option(..., help="Dataset folder the model did not train on (or whose validation users it held out)."),
-    dataset: str = typer.Option("gesture", help=DATASET_HELP, show_default=True),
-    split: str = typer.Option("validation", callback=checks.one_of("validation", "test"),
-                              help="validation (the training users the trainer held out) or test.", show_default=True),
+    dataset: Dataset = typer.Option("gesture", help=DATASET_HELP, show_default=True),
+    split: CalibrationSplit = typer.Option("validation", help="validation (the training users the trainer held out) or test.", show_default=True),
     kept: float = typer.Option(0.95, min=0.5, max=1.0, help="Fraction of the correct held-out windows kept above the threshold.", show_default=True),
     out: Optional[Path] = typer.Option(None, help="Where to write it. Default: <name>.calibration.json beside the checkpoint.", show_default=False),
-    device: str = typer.Option("cpu", callback=checks.device, help="auto, cpu, cuda or cuda:N.", show_default=True),
+    device: str = typer.Option("cpu", callback=checks.device, metavar=DEVICE_METAVAR, help="auto, cpu, cuda or cuda:N.", show_default=True),
 ):
     """The confidence threshold under which classify and live answer "uncertain", calibrated on held-out data."""
     from masnn.calibration import calibrate, calibration_path

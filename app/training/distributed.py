@@ -73,6 +73,8 @@ def init_distributed(device: torch.device) -> tuple[int, int, bool]:
     if world <= 1:
         return 0, 1, False
     started = not dist.is_initialized()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL works on the current device: each rank's own GPU, not cuda:0 for all
     if started:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size(), started

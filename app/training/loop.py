@@ -249,9 +249,10 @@ def _train_epoch(config: TrainConfig, net: nn.Module, optimizer, loader: DataLoa
                         f"{s[2] / s[3]:.3f} {s[3] * world / (time.perf_counter() - started):.0f} samples/s")
     if world > 1:
         dist.all_reduce(sums)  # every rank steps its scheduler on the same (global) training loss
+    totals = sums.tolist()  # waits for the GPU: the epoch's time (samples/s) is its work's, not its launches'
     seconds = time.perf_counter() - started
     bars.remove_task(steps)
-    return sums.tolist(), seconds
+    return totals, seconds
 
 
 def _step_scheduler(config: TrainConfig, scheduler, train_loss: float) -> None:

@@ -1,7 +1,8 @@
 """One streaming interface over every event-file format.
 
 ``open_recording(path)`` picks the reader by the file's content (magic bytes or header), never by its
-extension alone, and returns a ``Recording`` (see ``recording``): metadata plus ``chunks()``, which yields
+extension alone (except slayer's .bs2, which has neither: a .bs2 name whose content is no other format's), and
+returns a ``Recording`` (see ``recording``): metadata plus ``chunks()``, which yields
 canonical, checked event arrays of bounded size.
 """
 from __future__ import annotations
@@ -52,6 +53,10 @@ def _opener(path: Path) -> tuple[str, Opener]:
     for name, sniff, opener in _formats():
         if sniff(head):
             return name, opener
+    from masnn.datasets.io import bs2
+
+    if bs2.named_bs2(path):  # no magic bytes to tell it by: named by its extension
+        return "slayer .bs2", bs2.Bs2Recording
     raise EventFileError(path, f"unknown or unsupported event format (file starts with {head[:16]!r})")
 
 

@@ -1,4 +1,4 @@
-"""Writers for the formats users feed masnn: AEDAT 3.1 (DVS128 Gesture layout), AEDAT 4.0, text, npz.
+"""Writers for the formats users feed masnn: AEDAT 3.1 (DVS128 Gesture layout), AEDAT 4.0, text, npz, slayer .bs2.
 
 Used by the synthetic-data generator and the benchmarks. Outputs go to a temporary file that is renamed
 into place once complete, so an interrupted write never leaves a half file under the final name
@@ -178,3 +178,14 @@ def write_npz(path, events: np.ndarray, sensor_size: tuple[int, int]):
             # one array per field: npz cannot store a dtype with out-of-order field offsets
             fields = {name: np.ascontiguousarray(events[name]) for name in ("x", "y", "t", "p")}
             np.savez_compressed(f, **fields, sensor_size=np.array(sensor_size))
+
+
+def write_bs2(path, events: np.ndarray):
+    """Writes events as a slayer / lava-dl .bs2 file (5 bytes an event, see ``bs2``). The format holds times from
+    0 to 2^23 - 1 us (8.39 s) in order and coordinates from 0 to 255: anything else is refused (ValueError) before
+    a byte is written, so subtract the first time from a recording's absolute times, and cut long ones."""
+    from masnn.datasets.io.bs2 import encode_bs2
+
+    data = encode_bs2(events)
+    with atomic_path(path) as temporary:
+        Path(temporary).write_bytes(data)

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from masnn.datasets.events import EventFileError
+from masnn.datasets.events import EventFileError, concatenate
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.writers import atomic_path, remove_stale_temporaries
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
@@ -95,12 +95,24 @@ def frame_window(path: str | Path, config: FramingConfig, start_us: int, end_us:
         end_us = min(end_us, start_us + n_frames * config.dt_us)
         if end_us <= start_us:
             return frames
-        k = 0
-        for block in iter_recording_frames(_EmptyWindowsAllowed(recording), config, start_us, end_us):
-            take = min(len(block), n_frames - k)
-            frames[k : k + take] = block[:take]
-            k += take
-        return frames
+        return fill_frames(iter_recording_frames(_EmptyWindowsAllowed(recording), config, start_us, end_us), frames)
+
+
+def read_window(path: str | Path, start_us: int, end_us: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """(the events with start_us <= t < end_us, possibly none; the recording's sensor size)."""
+    with open_recording(path) as recording:
+        chunks = list(_EmptyWindowsAllowed(recording).chunks(start_us, end_us)) if end_us > start_us else []
+        return concatenate(chunks), recording.info.sensor_size
+
+
+def fill_frames(blocks, frames: np.ndarray) -> np.ndarray:
+    """``frames`` (zeros) filled from the start with the frames of ``blocks``, as far as they reach."""
+    k = 0
+    for block in blocks:
+        take = min(len(block), len(frames) - k)
+        frames[k : k + take] = block[:take]
+        k += take
+    return frames
 
 
 def whole_frame_count(sample: Sample, config: FramingConfig) -> int:
@@ -129,6 +141,34 @@ def _window_frames(config: FramingConfig) -> int:
     return config.n_frames
 
 
+def sample_key(sample: Sample, **entry) -> str:
+    """The cache key of ``sample``'s entry described by ``entry`` (what is stored and how it was made), the
+    recording's resolved path, size and mtime (ns), and the sample's start and end."""
+    stat = os.stat(sample.path)
+    payload = {
+        **entry,
+        "path": str(Path(sample.path).resolve()),
+        "file_size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "start_us": int(sample.start_us),
+        "end_us": int(sample.end_us),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
+
+
+def load_or_make(path: Path, make) -> tuple[np.ndarray, bool]:
+    """(the array stored at ``path``, memory-mapped, True), or (``make()``, False) after writing it there
+    atomically (a unique temp file renamed into place: concurrent fillers never read a half-written file)."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False), True
+    except FileNotFoundError:
+        pass
+    array = make()
+    with atomic_path(path) as temporary, open(temporary, "wb") as f:
+        np.save(f, array)
+    return array, False
+
+
 class FrameCache:
     """Whole-sample frames on disk, one .npy per (sample, framing); see the module docstring."""
 
@@ -140,34 +180,17 @@ class FrameCache:
         self.misses = 0
 
     def key(self, sample: Sample, config: FramingConfig) -> str:
-        stat = os.stat(sample.path)
-        payload = {
-            "version": CACHE_VERSION,
-            "framing": config.to_dict(),
-            "path": str(Path(sample.path).resolve()),
-            "file_size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
-            "start_us": int(sample.start_us),
-            "end_us": int(sample.end_us),
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
+        return sample_key(sample, version=CACHE_VERSION, framing=config.to_dict())
 
     def entry_path(self, sample: Sample, config: FramingConfig) -> Path:
         return self.root / f"{self.key(sample, config)}.npy"
 
     def sample_frames(self, sample: Sample, config: FramingConfig) -> np.ndarray:
         """int16 frames [ceil(duration / dt), 2, H, W] of the whole sample (memory-mapped on a hit)."""
-        path = self.entry_path(sample, config)
-        try:
-            frames = np.load(path, mmap_mode="r", allow_pickle=False)
-            self.hits += 1
-            return frames
-        except FileNotFoundError:
-            pass
-        frames = frame_window(sample.path, config, sample.start_us, sample.end_us, whole_frame_count(sample, config))
-        with atomic_path(path) as temporary, open(temporary, "wb") as f:
-            np.save(f, frames)
-        self.misses += 1
+        frames, hit = load_or_make(self.entry_path(sample, config), lambda: frame_window(
+            sample.path, config, sample.start_us, sample.end_us, whole_frame_count(sample, config)))
+        self.hits += hit
+        self.misses += not hit
         return frames
 
 
@@ -246,4 +269,5 @@ class FrameDataset(torch.utils.data.Dataset):
         return torch.from_numpy(frames.astype(np.float32)), sample.label
 
 
-__all__ = ["FrameCache", "FrameDataset", "Sample", "crop_offsets", "frame_window", "max_crop_offset", "whole_frame_count"]
+__all__ = ["FrameCache", "FrameDataset", "Sample", "crop_offsets", "fill_frames", "frame_window", "load_or_make", "max_crop_offset",
+           "read_window", "sample_key", "whole_frame_count"]

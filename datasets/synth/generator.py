@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -364,18 +365,23 @@ def _gesture_index(action: str) -> int:
     raise ValueError(f"unknown action {action!r}; choose one of: {', '.join(GESTURE_CLASSES)}")
 
 
+@contextmanager
 def _pool(workers: int | None):
     workers = workers or os.cpu_count() or 1
-    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else _SerialPool()
+    if workers <= 1:
+        yield _SerialPool()
+        return
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
+        yield pool
+    except BaseException:
+        # interrupted (Ctrl-C, SIGTERM) or failed: drop the queued recordings instead of waiting for all of them
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 class _SerialPool:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
     @staticmethod
     def map(fn, jobs):
         return map(fn, jobs)

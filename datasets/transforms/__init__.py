@@ -1,3 +1,4 @@
 """Events -> model input: framing (``framing``), the spatial map to the model's grid (``spatial``), denoising
-(``denoise``), and the streaming framer and recording pipeline that compose them (``stream``, ``pipeline``).
+(``denoise``), the streaming framer and recording pipeline that compose them (``stream``, ``pipeline``), and
+event-domain augmentation for training (``augment_spatial``, ``augment``, ``augment_recipe``).
 Imports masnn.datasets.events and masnn.datasets.io."""

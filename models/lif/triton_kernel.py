@@ -52,7 +52,8 @@ if HAS_TRITON:
             u = h + tl.load(x_ptr + offs, mask=mask, other=0.0).to(decay.dtype)  # charge
             v = u - threshold
             fired = v >= 0
-            tl.store(s_ptr + offs, fired.to(s_ptr.dtype.element_ty), mask=mask)
+            # via where, not fired.to(): Triton's interpreter cannot cast int1 to 16-bit floats
+            tl.store(s_ptr + offs, tl.where(fired, 1.0, 0.0).to(s_ptr.dtype.element_ty), mask=mask)
             if STORE_U:
                 tl.store(u_ptr + offs, u.to(u_ptr.dtype.element_ty), mask=mask)
                 u_ptr += n
@@ -141,13 +142,14 @@ class LIFTritonFunction(torch.autograd.Function):
         params = _params(p, x)
         store_u = any(ctx.needs_input_grad[:2])
         spikes = torch.empty_like(x)
-        u_all = torch.empty_like(x) if store_u else spikes  # the kernel writes no U when not asked
+        # U in the compute dtype: rounded to bf16/fp16, the backward would recompute other spikes than the forward fired
+        u_all = torch.empty(x.shape, dtype=params.dtype, device=x.device) if store_u else spikes  # no U when not asked
         grid = (triton.cdiv(n, block),)
         _lif_forward_kernel[grid](x, h if h is not None else x, spikes, u_all, params, n, steps,
                                   RESET=RESET_CODES[p.reset], HAS_H=h is not None, STORE_U=store_u, BLOCK=block,
                                   enable_fp_fusion=False)  # no FMA: round as PyTorch does, spike for spike
         ctx.save_for_backward(u_all if store_u else None, params)
-        ctx.p, ctx.block, ctx.has_h = p, block, h is not None
+        ctx.p, ctx.block, ctx.has_h, ctx.dtype = p, block, h is not None, x.dtype
         return spikes
 
     @staticmethod
@@ -155,8 +157,9 @@ class LIFTritonFunction(torch.autograd.Function):
         u_all, params = ctx.saved_tensors
         p = ctx.p
         steps, n = u_all.shape
-        grad_x = torch.empty_like(u_all) if _keep_graph() else u_all  # each program reads U_t before writing dL/dX_t there
-        grad_h = torch.empty(n, dtype=u_all.dtype, device=u_all.device) if ctx.has_h else grad_x
+        in_place = u_all.dtype == ctx.dtype and not _keep_graph()  # each program reads U_t before writing dL/dX_t there
+        grad_x = u_all if in_place else torch.empty(u_all.shape, dtype=ctx.dtype, device=u_all.device)
+        grad_h = torch.empty(n, dtype=ctx.dtype, device=u_all.device) if ctx.has_h else grad_x
         grid = (triton.cdiv(n, ctx.block),)
         _lif_backward_kernel[grid](grad_spikes.contiguous(), u_all, grad_x, grad_h, params, n, steps, (steps - 1) * n,
                                    RESET=RESET_CODES[p.reset], SURROGATE=SURROGATE_CODES[p.surrogate],

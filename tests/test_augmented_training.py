@@ -1,0 +1,141 @@
+"""Augmented training data: EventCache, AugmentedFrameDataset (identity recipe == FrameDataset, determinism per
+(seed, epoch, index), the time stretch's longer read), training_set, TrainConfig.augment and `masnn train --augment`."""
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import masnn.datasets.loaders.augmented as augmented_module
+from masnn.datasets.io.readers import read_events
+from masnn.datasets.loaders.augmented import AugmentedFrameDataset, EventCache, training_set
+from masnn.datasets.loaders.cache import FrameCache, FrameDataset, frame_window
+from masnn.datasets.loaders.gesture import gesture_samples
+from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gesture_dataset
+from masnn.datasets.transforms.augment_recipe import RECOMMENDED
+from masnn.datasets.transforms.pipeline import FramingConfig
+from masnn.training.config import TrainConfig, load_config
+
+SMALL = FramingConfig(dt_us=10_000, n_frames=20, size=32)  # 0.2 s windows inside 0.6-0.8 s tiny gestures
+
+
+@pytest.fixture(scope="module")
+def gesture_root(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gesture")
+    write_gesture_dataset(out, users=3, seed=7, preset=GESTURE_PRESETS["tiny"], workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def samples(gesture_root):
+    return gesture_samples(gesture_root, "train")[:5]
+
+
+@pytest.mark.parametrize("config", [SMALL, replace(SMALL, denoise_us=5_000)], ids=["plain", "denoised"])
+def test_identity_recipe_frames_equal_frame_dataset(samples, tmp_path, config):
+    reference = FrameDataset(samples, config, seed=3, cache=FrameCache(tmp_path / "frames"))
+    for cache in (None, EventCache(tmp_path / "events")):
+        dataset = AugmentedFrameDataset(samples, config, "identity", seed=3, cache=cache)
+        for epoch in range(2):
+            reference.set_epoch(epoch)
+            dataset.set_epoch(epoch)
+            for i in range(len(samples)):
+                assert dataset.window_starts(i) == reference.window_starts(i)
+                frames, label = dataset[i]
+                expected, expected_label = reference[i]
+                assert frames.dtype == torch.float32 and frames.shape == (20, 2, 32, 32) and label == expected_label
+                assert frames.sum() > 0 and torch.equal(frames, expected)
+
+
+def test_augmented_frames_deterministic_per_seed_epoch_index(samples, tmp_path):
+    cache = EventCache(tmp_path / "events")
+    a = AugmentedFrameDataset(samples, SMALL, RECOMMENDED, seed=1, cache=cache)
+    b = AugmentedFrameDataset(samples, SMALL, RECOMMENDED, seed=1)  # no cache: the same events
+    first = [a[i][0] for i in range(len(samples))]
+    for i in reversed(range(len(samples))):  # whatever the order of access
+        assert torch.equal(b[i][0], first[i])
+    assert all(f.shape == (20, 2, 32, 32) and f.dtype == torch.float32 and f.sum() > 0 for f in first)
+    plain = AugmentedFrameDataset(samples, SMALL, "identity", seed=1)
+    assert all(not torch.equal(first[i], plain[i][0]) for i in range(len(samples)))  # augmentation changed them
+    a.set_epoch(1)
+    assert all(not torch.equal(a[i][0], first[i]) for i in range(len(samples)))  # a new epoch, new draws
+    c = AugmentedFrameDataset(samples, SMALL, RECOMMENDED, seed=2, cache=cache)
+    assert any(not torch.equal(c[i][0], first[i]) for i in range(len(samples)))
+
+
+def test_time_stretch_reads_the_longer_window(samples):
+    """Stretched by 0.5, output frame k holds the input of frames 2k and 2k + 1 from the same start."""
+    dataset = AugmentedFrameDataset(samples, SMALL, "stretch=0.5-0.5", seed=4)
+    longer = replace(SMALL, n_frames=40)
+    for i, sample in enumerate(samples):
+        start = dataset.window_starts(i)[0]
+        whole = frame_window(sample.path, longer, start, sample.end_us, 40)  # (40, 2, 32, 32)
+        expected = whole.reshape(20, 2, 2, 32, 32).sum(1)
+        np.testing.assert_array_equal(dataset[i][0].numpy(), expected)
+
+
+def test_event_cache_holds_the_sample_events_and_hits(samples, tmp_path, monkeypatch):
+    cache = EventCache(tmp_path / "events")
+    s = samples[0]
+    stored = cache.sample_events(s, lead_us=5_000)
+    events, _ = read_events(s.path, s.start_us - 5_000, s.end_us)
+    np.testing.assert_array_equal(stored, events)
+    reads = []
+    real_read = augmented_module.read_window
+    monkeypatch.setattr(augmented_module, "read_window", lambda *a: reads.append(a) or real_read(*a))
+    again = cache.sample_events(s, lead_us=5_000)
+    np.testing.assert_array_equal(again, events)
+    assert reads == [] and (cache.misses, cache.hits) == (1, 1)
+    dataset = AugmentedFrameDataset(samples, SMALL, RECOMMENDED, cache=cache)
+    for epoch in range(2):
+        dataset.set_epoch(epoch)
+        for i in range(len(samples)):
+            dataset[i]
+    assert len(reads) == len(samples)  # one read per sample (lead 0), whatever the epochs
+    assert not [p for p in (tmp_path / "events").iterdir() if p.name.startswith(".")]  # no temporaries left
+    assert len({cache.key(s, lead) for lead in (0, 5_000)}) == 2
+    stat = os.stat(s.path)
+    before = cache.key(s)
+    os.utime(s.path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    try:
+        assert cache.key(s) != before
+    finally:
+        os.utime(s.path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_training_set_follows_the_spec(samples, tmp_path):
+    frames = FrameCache(tmp_path / "cache")
+    off = training_set(samples, SMALL, "", 0, frames)
+    assert type(off) is FrameDataset and off.cache is frames
+    on = training_set(samples, SMALL, "noise=0.5", 0, frames)
+    assert isinstance(on, AugmentedFrameDataset) and on.event_cache.root == tmp_path / "cache" / "events"
+
+
+def test_config_augment_field_and_preset():
+    assert TrainConfig().augment == ""
+    assert load_config(preset="gesture-cpu-sim2real").augment == RECOMMENDED
+    small, sim2real = load_config(preset="gesture-cpu-small"), load_config(preset="gesture-cpu-sim2real")
+    assert replace(sim2real, augment="") == small  # the same recipe otherwise
+    assert load_config(preset="gesture-cpu-sim2real", overrides={"augment": ""}).augment == ""
+    with pytest.raises(ValueError, match="unknown augmentation 'flip'"):
+        TrainConfig(augment="flip=1")
+
+
+def test_train_augment_flag_reaches_the_checkpoint(gesture_root, tmp_path):
+    out = tmp_path / "run"
+    run = subprocess.run(
+        [sys.executable, "-m", "masnn", "train", "--data", str(gesture_root), "--preset", "gesture-cpu-sim2real",
+         "--augment", "noise=0.5,drop=0.3", "--epochs", "1", "--batch-size", "8", "--out", str(out), "--device", "cpu",
+         "--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "training crops augmented: noise=0.5,drop=0.3" in run.stdout
+    from masnn.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "last.pt")["config"]["augment"] == "noise=0.5,drop=0.3"
+    assert any((tmp_path / "cache" / "events").glob("*.npy"))
+    refused = subprocess.run([sys.executable, "-m", "masnn", "train", "--data", str(gesture_root), "--augment", "flip=1"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: --augment: unknown augmentation 'flip'")
