@@ -1,113 +1,150 @@
-"""An articulated human figure drawn as an intensity image, for the synthetic event camera.
+"""A volumetric human figure drawn as an intensity image, for the synthetic event camera.
 
-A pose is a set of 2D joint positions in image pixels (x right, y down), made by the motion models in
-``motions.py``. ``render`` draws it over a background: clothing (torso, upper arms, legs) and skin
-(head, forearms, hands) are two coverage layers drawn with OpenCV's anti-aliased, sub-pixel lines, then
-blended over the background intensity. Anti-aliasing matters: a DVS sees sub-pixel motion as gradual
-intensity change, and a hard-edged figure would fire in bursts when an edge jumps a whole pixel.
+A pose is a set of 3D joint positions in body units (``motions.py``); ``Placement`` projects them through a
+pinhole camera. Each body part is a capsule (``raster.draw_capsules``): torso, hips, shoulders, neck, head,
+upper arms, forearms, hands, thighs and shins, with radii that taper along the limb, shaded by a directional
+light with an ambient floor and wearing a texture fixed to the part (cloth weave and folds on the clothing,
+faint shading on the skin, hair and eyes on the head). Parts are drawn far to near (painter's order by depth),
+so a hand in front of the chest hides it, and a walker's far limbs are behind the body and in its shadow.
+Shading and texture make a moving limb change the intensity of the pixels it covers, not only at its outline,
+which is what makes real moving hands and sleeves fire as filled blobs of both polarities.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-SUBPIXEL_BITS = 4  # cv2 drawing at 1/16 pixel
-_SCALE = 1 << SUBPIXEL_BITS
+from masnn.datasets.synth.raster import draw_capsules, smooth_texture
 
-# Limbs: (joint, joint, layer, thickness as a fraction of body height)
-CLOTHING_LIMBS = [
-    ("neck", "pelvis", 0.16),
-    ("shoulder_r", "shoulder_l", 0.07),
-    ("hip_r", "hip_l", 0.07),
-    ("shoulder_r", "elbow_r", 0.05),
-    ("shoulder_l", "elbow_l", 0.05),
-    ("hip_r", "knee_r", 0.07),
-    ("knee_r", "ankle_r", 0.055),
-    ("hip_l", "knee_l", 0.07),
-    ("knee_l", "ankle_l", 0.055),
-]
-SKIN_LIMBS = [
-    ("elbow_r", "wrist_r", 0.04),
-    ("elbow_l", "wrist_l", 0.04),
-]
-HEAD_RADIUS = 0.065
-HAND_RADIUS = 0.028
+SUBPIXEL_BITS = 4  # cv2 drawing at 1/16 pixel (the background's furniture)
+_SCALE = 1 << SUBPIXEL_BITS
+TEXTURE_SHAPE = (48, 12)  # rows along a part (wrapping), columns across it
+TEXELS_PER_BODY_UNIT = 130.0  # about one texel per pixel for a DVS128 Gesture subject
+MATERIALS = ("shirt", "sleeve", "trousers", "skin", "head")
+
+# (joint, joint, radius at the first, radius at the second (body heights), material). Virtual joints:
+# chest (a little below the neck, so the torso's round top stops at the collar), crown and chin (the head's
+# axis), hand_r/hand_l (the fingertips, beyond the wrist along the forearm).
+PARTS = (
+    ("hip_r", "hip_l", 0.07, 0.07, "trousers"),
+    ("pelvis", "chest", 0.085, 0.1, "shirt"),
+    ("shoulder_r", "shoulder_l", 0.045, 0.045, "shirt"),
+    ("neck", "chin", 0.028, 0.026, "skin"),
+    ("chin", "crown", 0.048, 0.052, "head"),
+    ("hip_r", "knee_r", 0.062, 0.046, "trousers"),
+    ("hip_l", "knee_l", 0.062, 0.046, "trousers"),
+    ("knee_r", "ankle_r", 0.044, 0.033, "trousers"),
+    ("knee_l", "ankle_l", 0.044, 0.033, "trousers"),
+    ("shoulder_r", "elbow_r", 0.038, 0.032, "shirt"),
+    ("shoulder_l", "elbow_l", 0.038, 0.032, "shirt"),
+    ("elbow_r", "wrist_r", 0.031, 0.024, "sleeve"),
+    ("elbow_l", "wrist_l", 0.031, 0.024, "sleeve"),
+    ("wrist_r", "hand_r", 0.025, 0.02, "skin"),
+    ("wrist_l", "hand_l", 0.025, 0.02, "skin"),
+)
+FAR_SHADOW = 0.8  # parts well behind the body's plane (a walker's far side) are in its shadow
+
+
+def _virtual_joints(joints: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {name: np.asarray(p, dtype=float) if len(p) == 3 else np.append(np.asarray(p, dtype=float), 0.0) for name, p in joints.items()}
+    neck, head = out["neck"], out["head"]
+    up = (head - neck) / (np.linalg.norm(head - neck) + 1e-12)
+    out["chest"] = neck - 0.055 * up
+    out["chin"] = head - 0.03 * up
+    out["crown"] = head + 0.025 * up
+    for side in ("r", "l"):
+        forearm = out[f"wrist_{side}"] - out[f"elbow_{side}"]
+        out[f"hand_{side}"] = out[f"wrist_{side}"] + 0.07 * forearm / (np.linalg.norm(forearm) + 1e-12)
+    return out
 
 
 @dataclass(frozen=True)
 class Look:
-    """Intensities (linear, ~1.0 = a well-lit surface) of what the camera sees."""
+    """What the camera sees of a person and their light: albedos (linear intensity of a surface facing the
+    light; ~1.0 = a well-lit white surface), textures per material, and the light's direction and ambient floor."""
 
     clothing: float = 0.15
     skin: float = 0.55
-    far_side_dim: float = 0.8  # limbs on the far side (side view) are in shadow
+    trousers: float = 0.12
+    hair: float = 0.4  # times the skin's albedo
+    long_sleeves: bool = True
+    light: tuple = (0.3, -0.6, -0.74)  # unit vector towards the light (x right, y down, z away from the camera)
+    ambient: float = 0.45
+    textures: np.ndarray = field(default=None, compare=False, repr=False)  # [len(MATERIALS), rows, cols]
+
+    def __post_init__(self):
+        if self.textures is None:
+            object.__setattr__(self, "textures", np.ones((len(MATERIALS), *TEXTURE_SHAPE), np.float32))
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, clothing: float, skin: float, trousers: float) -> "Look":
+        shirt = smooth_texture(rng, TEXTURE_SHAPE, rng.uniform(0.1, 0.45), rng.uniform(0.6, 2.5))
+        if rng.uniform() < 0.3:  # stripes or checks
+            rows = np.arange(TEXTURE_SHAPE[0])[:, None]
+            period = rng.integers(3, 9)
+            shirt = shirt * (1 + rng.uniform(0.1, 0.4) * np.sign(np.sin(2 * np.pi * rows / period))).astype(np.float32)
+        pants = smooth_texture(rng, TEXTURE_SHAPE, rng.uniform(0.05, 0.25), rng.uniform(0.8, 3.0))
+        skin_texture = smooth_texture(rng, TEXTURE_SHAPE, rng.uniform(0.08, 0.3), rng.uniform(0.6, 2.0))  # fingers, knuckles, creases
+        hair = rng.uniform(0.15, 1.3)
+        head = skin_texture.copy()
+        head[int(0.07 * TEXELS_PER_BODY_UNIT * rng.uniform(0.85, 1.15)) :] *= hair  # the crown's rows: hair
+        eyes = int(0.035 * TEXELS_PER_BODY_UNIT)
+        head[eyes, [3, 8]] *= 0.5
+        long_sleeves = bool(rng.uniform() < 0.6)
+        textures = np.stack([shirt, shirt if long_sleeves else skin_texture, pants, skin_texture, head]).astype(np.float32)
+        light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-1.0, -0.2), rng.uniform(-1.0, -0.3)])
+        light /= np.linalg.norm(light)
+        return cls(clothing=clothing, skin=skin, trousers=trousers, hair=hair, long_sleeves=long_sleeves,
+                   light=tuple(float(v) for v in light), ambient=float(rng.uniform(0.25, 0.6)), textures=textures)
+
+    def albedo(self, material: str) -> float:
+        if material in ("shirt",) or (material == "sleeve" and self.long_sleeves):
+            return self.clothing
+        return self.trousers if material == "trousers" else self.skin
+
+
+
+def render(background: np.ndarray, joints: dict[str, np.ndarray], placement, look: Look = Look(), far_side: str | None = None) -> np.ndarray:
+    """The scene's linear intensity [H, W] (float32): the figure (3D joints in body units, projected by
+    ``placement``) drawn over ``background``. ``far_side`` is accepted for the walkers' callers and ignored:
+    depth alone puts a walker's far limbs behind the body and in its shadow."""
+    image = background.copy()  # the caller's background stays untouched
+    points = _virtual_joints(joints)
+    pixels = placement.to_pixels(points)
+    parts = [part for part in PARTS if part[0] in points and part[1] in points]
+    n = len(parts)
+    ends = np.empty((n, 2, 2))
+    radii = np.empty((n, 2))
+    albedo = np.empty(n)
+    texture_index = np.empty(n, np.int64)
+    texels = np.empty(n)
+    depth = np.empty(n)
+    for k, (a, b, ra, rb, material) in enumerate(parts):
+        za, zb = points[a][2], points[b][2]
+        ends[k, 0], ends[k, 1] = pixels[a], pixels[b]
+        scale_a, scale_b = placement.scale(za), placement.scale(zb)
+        radii[k] = ra * scale_a, rb * scale_b
+        depth[k] = (za + zb) / 2
+        albedo[k] = look.albedo(material) * (FAR_SHADOW if depth[k] > 0.03 else 1.0)
+        texture_index[k] = MATERIALS.index(material)
+        texels[k] = TEXELS_PER_BODY_UNIT / (0.5 * (scale_a + scale_b))
+    order = np.argsort(-depth, kind="stable")  # far to near; ties keep the table's order (torso before arms)
+    draw_capsules(image, ends[order], radii[order], albedo[order], texture_index[order], look.textures, texels[order],
+                  np.asarray(look.light, dtype=np.float64), float(look.ambient))
+    return image
 
 
 def _point(p) -> tuple[int, int]:
     return int(round(p[0] * _SCALE)), int(round(p[1] * _SCALE))
 
 
-def _fixed_point(joints: dict[str, np.ndarray]) -> dict[str, tuple[int, int]]:
-    """All joints in cv2's sub-pixel integer coordinates at once (one rounding for the whole pose)."""
-    names = list(joints)
-    points = np.rint(np.array([joints[name] for name in names]) * _SCALE).astype(int).tolist()
-    return dict(zip(names, map(tuple, points)))
-
-
-def _draw_limbs(mask, points, limbs, height_px, only=None):
-    for a, b, thickness in limbs:
-        if a not in points or b not in points or (only is not None and not (a.endswith(only) or b.endswith(only))):
-            continue
-        width = max(1, int(thickness * height_px + 0.5))
-        cv2.line(mask, points[a], points[b], 255, width, cv2.LINE_AA, SUBPIXEL_BITS)
-        cv2.circle(mask, points[b], int(width * _SCALE // 2), 255, -1, cv2.LINE_AA, SUBPIXEL_BITS)
-
-
-def coverage_layers(joints: dict[str, np.ndarray], height_px: float, size: tuple[int, int], far_side: str | None = None):
-    """uint8 coverage masks [H, W] of clothing and skin; with ``far_side`` ('_l' or '_r') that side's limbs
-    go into their own masks so they can be drawn behind the body and dimmer."""
-    width, height = size
-    points = _fixed_point(joints)
-    hand_radius = int(HAND_RADIUS * height_px * _SCALE)
-    names = ("far_clothing", "far_skin", "clothing", "skin") if far_side is not None else ("clothing", "skin")
-    layers = {name: np.zeros((height, width), np.uint8) for name in names}
-    near = {k: v for k, v in points.items() if far_side is None or not k.endswith(far_side)}
-    if far_side is not None:
-        far = {k: v for k, v in points.items() if k.endswith(far_side) or k in ("neck", "pelvis")}
-        _draw_limbs(layers["far_clothing"], far, CLOTHING_LIMBS, height_px, only=far_side)
-        _draw_limbs(layers["far_skin"], far, SKIN_LIMBS, height_px, only=far_side)
-        if "wrist" + far_side in far:
-            cv2.circle(layers["far_skin"], far["wrist" + far_side], hand_radius, 255, -1, cv2.LINE_AA, SUBPIXEL_BITS)
-    _draw_limbs(layers["clothing"], near, CLOTHING_LIMBS, height_px)
-    _draw_limbs(layers["skin"], near, SKIN_LIMBS, height_px)
-    for hand in ("wrist_r", "wrist_l"):
-        if hand in near:
-            cv2.circle(layers["skin"], near[hand], hand_radius, 255, -1, cv2.LINE_AA, SUBPIXEL_BITS)
-    cv2.circle(layers["skin"], points["head"], int(HEAD_RADIUS * height_px * _SCALE), 255, -1, cv2.LINE_AA, SUBPIXEL_BITS)
-    return layers
-
-
-def render(background: np.ndarray, joints: dict[str, np.ndarray], height_px: float, look: Look = Look(), far_side: str | None = None) -> np.ndarray:
-    """The scene's linear intensity [H, W] (float32): the figure blended over ``background``."""
-    image = background.copy()  # the caller's background stays untouched
-    layers = coverage_layers(joints, height_px, (background.shape[1], background.shape[0]), far_side)
-    values = {
-        "far_clothing": look.clothing * look.far_side_dim,
-        "far_skin": look.skin * look.far_side_dim,
-        "clothing": look.clothing,
-        "skin": look.skin,
-    }
-    for name, mask in layers.items():  # back to front
-        alpha = mask.astype(np.float32) * np.float32(1 / 255)
-        image += alpha * (np.float32(values[name]) - image)
-    return image
-
-
 def make_background(size: tuple[int, int], rng: np.random.Generator, level: float = 0.35, contrast: float = 0.3) -> np.ndarray:
-    """A static room: a smooth gradient plus a few soft-edged rectangles (furniture, a door frame) whose
-    edges fire when the camera shakes, as real backgrounds do."""
+    """A static office: a smooth gradient, cubicle walls and a desk (a band across the lower part of the view,
+    its edge often running behind the subject, as in DVS128 Gesture), a few soft-edged rectangles (chairs,
+    shelves, a door frame), and a faint wall texture. Its edges fire when the camera shakes, as real
+    backgrounds do; otherwise it is silent."""
     width, height = size
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     gradient = 1 + 0.3 * contrast * ((xs / width - 0.5) * rng.uniform(-1, 1) + (ys / height - 0.5) * rng.uniform(-1, 1))
@@ -120,6 +157,15 @@ def make_background(size: tuple[int, int], rng: np.random.Generator, level: floa
         cv2.rectangle(mask, _point((x0, y0)), _point((x0 + w, y0 + h)), 255, -1, cv2.LINE_AA, SUBPIXEL_BITS)
         alpha = cv2.GaussianBlur(mask, (0, 0), 0.6).astype(np.float32) / 255
         image += alpha * (value - image)
+    if rng.uniform() < 0.7:  # the desk: from its edge to the bottom of the view, over part of the width
+        top = rng.uniform(0.7, 0.95) * height
+        left, right = sorted(rng.uniform(-0.3, 1.3, 2) * width)
+        mask = np.zeros((height, width), np.uint8)
+        cv2.rectangle(mask, _point((left, top)), _point((right, height + 2)), 255, -1, cv2.LINE_AA, SUBPIXEL_BITS)
+        alpha = cv2.GaussianBlur(mask, (0, 0), 0.5).astype(np.float32) / 255
+        image += alpha * (level * rng.uniform(0.5, 1.6) - image)
+    wall = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), rng.uniform(1.0, 4.0))
+    image *= 1 + rng.uniform(0.0, 0.08) * wall / max(float(wall.std()), 1e-6)
     return np.clip(image, 0.01, None)
 
 

@@ -30,7 +30,9 @@ from masnn.datasets.synth.figure import Look, ShakableBackground, make_backgroun
 from masnn.datasets.synth.motions import (
     Body,
     Gait,
+    Idle,
     Placement,
+    body_motion,
     far_side,
     gesture_pose,
     random_gait,
@@ -102,13 +104,17 @@ def random_scene(sensor_size, lighting_name: str, rng: np.random.Generator, body
     background_level = rng.uniform(0.2, 0.6)
     background = make_background(sensor_size, rng, level=background_level, contrast=rng.uniform(0.1, 0.5))
     clothing = background_level * float(rng.choice([rng.uniform(0.15, 0.5), rng.uniform(1.6, 2.6)]))
-    look = Look(clothing=clothing, skin=rng.uniform(0.4, 0.9))
+    trousers = background_level * rng.uniform(0.2, 2.0)
+    look = Look.random(rng, clothing=clothing, skin=rng.uniform(0.4, 0.9), trousers=trousers)
+    side = min(width, height)
     if placement is None:
-        # DVS128 Gesture: head near the top third, upper body in the lower two thirds, arm circles
-        # reaching the frame's edges
-        side = min(width, height)
-        height_px = side * rng.uniform(1.35, 1.7)
-        placement = Placement(width / 2 + side * rng.uniform(-0.06, 0.06), height / 2 + side * rng.uniform(0.38, 0.5), height_px)
+        # DVS128 Gesture: the subject seen from the head down to the thighs, roughly centred, the head 15-20
+        # pixels wide at 128 x 128 with its top 20-50 pixels below the frame's top edge
+        height_px = side * rng.uniform(1.05, 1.5)
+        crown = side * rng.uniform(0.15, 0.36)
+        placement = Placement(width / 2 + side * rng.uniform(-0.08, 0.08), crown + 0.41 * height_px, height_px)
+    placement = Placement(placement.pelvis_x, placement.pelvis_y, placement.height_px, distance=rng.uniform(1.6, 3.0),
+                          centre=(width / 2, height / 2))
     return Scene(
         sensor_size=tuple(sensor_size),
         background=background,
@@ -144,7 +150,7 @@ def simulate(scene: Scene, pose_at: PoseAt, duration: float, t0_us: int, params:
         shake = shake * shake_smoothing + rng.normal(0, scene.shake_px * np.sqrt(1 - shake_smoothing**2), 2)
         # the whole view moves with the camera: background and figure alike
         moved = replace(placement, pelvis_x=placement.pelvis_x + shake[0], pelvis_y=placement.pelvis_y + shake[1])
-        image = render(background.shifted(*shake), moved.to_pixels(joints), moved.height_px, scene.look, hidden)
+        image = render(background.shifted(*shake), joints, moved, scene.look, hidden)
         return image * np.float32(scene.lighting.gain(t, scene.flicker_phase))
 
     emulator = DvsEmulator(frame(0), t0_us, params, rng=np.random.default_rng(scene.seed + 1))
@@ -159,6 +165,21 @@ def simulate(scene: Scene, pose_at: PoseAt, duration: float, t0_us: int, params:
             pending, pending_until = [], pending_until + chunk_s
     if pending:
         yield np.concatenate(pending, dtype=EVENT_DTYPE)
+
+
+def random_pixel_params(rng: np.random.Generator) -> PixelParams:
+    """One camera's pixel parameters, drawn over the range DVS128 recordings show (bias settings differ between
+    cameras and sessions): contrast thresholds and their ON/OFF balance, mismatch, refractory period, the
+    photoreceptor's bandwidth, and the noise of the array."""
+    threshold = rng.uniform(0.1, 0.25)
+    balance = rng.uniform(0.85, 1.18)  # ON / OFF threshold ratio
+    return PixelParams(
+        threshold_on=threshold * np.sqrt(balance), threshold_off=threshold / np.sqrt(balance),
+        threshold_mismatch=rng.uniform(0.015, 0.06), refractory_us=int(rng.uniform(50, 800)),
+        cutoff_hz=rng.uniform(120.0, 800.0), background_rate_hz=rng.uniform(0.02, 0.15),
+        background_on_fraction=rng.uniform(0.5, 0.8), shot_noise_rate_hz=rng.uniform(0.01, 0.08),
+        hot_pixel_fraction=rng.uniform(0.0, 5e-4),
+    )
 
 
 def pixel_params_for(lighting: Lighting, base: PixelParams) -> PixelParams:
@@ -196,12 +217,15 @@ def _recording_rng(seed: int, user: int, lighting: str) -> np.random.Generator:
     return np.random.default_rng([seed, user, LIGHTINGS.index(lighting) if lighting in LIGHTINGS else 99])
 
 
-def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset, params: PixelParams = PixelParams(), sensor_size=(128, 128)):
-    """(event chunks, labels): one user performing the 11 gestures in order under one lighting."""
+def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset, params: PixelParams | None = None, sensor_size=(128, 128)):
+    """(event chunks, labels): one user performing the 11 gestures in order under one lighting; ``params`` None
+    draws the camera's pixel parameters (``random_pixel_params``)."""
     rng = _recording_rng(seed, user, lighting)
+    params = random_pixel_params(np.random.default_rng([seed, user, 7])) if params is None else params
     user_rng = np.random.default_rng([seed, user])  # the same person under every lighting
     body = Body().varied(user_rng)
     tempo = user_rng.uniform(0.85, 1.15)
+    idle = Idle.random(user_rng)
     scene = random_scene(sensor_size, lighting, rng, body=body)
     t0_us = int(rng.integers(5_000_000, 60_000_000))
     timeline = []  # (start s, end s, class index or None)
@@ -222,8 +246,8 @@ def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset
                 if blend < 1:
                     rest = rest_pose(time, body, sway)
                     joints = {k: blend * v + (1 - blend) * rest[k] for k, v in joints.items()}
-                return joints, scene.placement, None
-        return rest_pose(time, body, sway), scene.placement, None
+                return body_motion(joints, time, idle), scene.placement, None
+        return body_motion(rest_pose(time, body, sway), time, idle), scene.placement, None
 
     labels = [(g + 1, t0_us + int(start * 1e6), t0_us + int(end * 1e6)) for start, end, g, _ in timeline]
     chunks = simulate(scene, pose_at, duration, t0_us, pixel_params_for(scene.lighting, params), preset.frame_rate)
@@ -344,8 +368,10 @@ def write_action_clip(out: Path, action: str, sensor: str = "dvs128", seed: int 
     style = random_style(gesture, rng)
     t0_us = 1_700_000_000_000_000 + int(rng.integers(0, 10**9))  # AEDAT 4.0 carries Unix time
 
+    idle = Idle.random(rng)
+
     def pose_at(t: float):
-        return gesture_pose(gesture, t, style, scene.body), scene.placement, None
+        return body_motion(gesture_pose(gesture, t, style, scene.body), t, idle), scene.placement, None
 
     events = np.concatenate(list(simulate(scene, pose_at, duration, t0_us, PixelParams(), frame_rate)), dtype=EVENT_DTYPE)
     write_aedat4(out, events, size, camera=SENSOR_CAMERAS[sensor])

@@ -1,11 +1,17 @@
-"""Motion models: the 11 DVS128 Gesture classes (front view) and walking (side view).
+"""Motion models: the 11 DVS128 Gesture classes (front view) and walking (side view), in three dimensions.
 
-Poses are joint positions in body units (1 = body height), image orientation (x right, y down), origin
-at the pelvis; ``Placement`` turns them into pixels. The subject faces the camera, so the subject's right
-arm (joints ``*_r``) is on the image's LEFT, and a rotation that is clockwise as the subject sees it is
-counter-clockwise in the image (the camera looks at the rotation plane from the other side). In image
-coordinates with y down an increasing angle turns clockwise on screen, so subject-clockwise circles
-have a decreasing image angle.
+Poses are joint positions in body units (1 = body height): x right and y down as in the image, z away from
+the camera (depth), origin at the pelvis; ``Placement`` projects them into pixels through a pinhole camera.
+The subject faces the camera, so the subject's right arm (joints ``*_r``) is on the image's LEFT, and a rotation
+that is clockwise as the subject sees it is counter-clockwise in the image (the camera looks at the rotation
+plane from the other side). In image coordinates with y down an increasing angle turns clockwise on screen, so
+subject-clockwise circles have a decreasing image angle.
+
+Arms are placed by two-bone inverse kinematics towards a 3D hand target with the elbow pointing down, out and
+back, as people hold them: a clap's hands meet in front of the chest with the forearms pointing at the camera
+(short on screen), not with the elbows stretched sideways. The body is never still: it sways, breathes and
+shifts its weight, and the torso and shoulders follow the arms (``body_motion``), so the resting body shows as
+faint outlines, as in real recordings.
 """
 from __future__ import annotations
 
@@ -35,55 +41,81 @@ class Body:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where the figure stands in the image: pelvis position and body height in pixels."""
+    """The camera's view of the figure: the pelvis's pixel position, the body height in pixels at the pelvis's
+    depth, the camera's distance to the pelvis in body heights (perspective: nearer parts look larger) and the
+    principal point (the image centre)."""
 
     pelvis_x: float
     pelvis_y: float
     height_px: float
+    distance: float = 2.2
+    centre: tuple[float, float] = (64.0, 64.0)
+
+    def scale(self, z: float) -> float:
+        """Pixels per body unit at depth z (body units behind the pelvis)."""
+        return self.height_px * self.distance / max(self.distance + z, 0.05)
 
     def to_pixels(self, joints: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        origin = np.array([self.pelvis_x, self.pelvis_y])
-        return {name: origin + self.height_px * np.asarray(p, dtype=float) for name, p in joints.items()}
+        """Pixel (x, y) of every joint (2D joints are taken at the pelvis's depth)."""
+        cx, cy = self.centre
+        out = {}
+        for name, p in joints.items():
+            z = float(p[2]) if len(p) > 2 else 0.0
+            ratio = self.distance / max(self.distance + z, 0.05)
+            out[name] = np.array([cx + (self.pelvis_x - cx) * ratio + self.height_px * ratio * p[0],
+                                  cy + (self.pelvis_y - cy) * ratio + self.height_px * ratio * p[1]])
+        return out
 
 
-def _direction(angle: float) -> np.ndarray:
-    return np.array([np.cos(angle), np.sin(angle)])
+def _direction(angle: float, z: float = 0.0) -> np.ndarray:
+    return np.array([np.cos(angle), np.sin(angle), z])
 
 
-def reach(shoulder: np.ndarray, target: np.ndarray, upper: float, lower: float, outward: float) -> tuple[np.ndarray, np.ndarray]:
-    """Two-link inverse kinematics: (elbow, wrist) with the wrist as near ``target`` as the arm allows;
-    of the two elbow solutions the one further out (sign ``outward`` in x) and lower is taken."""
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / (np.linalg.norm(v) + 1e-12)
+
+
+def reach(shoulder: np.ndarray, target: np.ndarray, upper: float, lower: float, pole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-bone inverse kinematics in 3D: (elbow, wrist) with the wrist as near ``target`` as the arm allows and
+    the elbow bent towards ``pole`` (a direction), as far as the arm's plane allows."""
     offset = target - shoulder
-    distance = float(np.hypot(*offset))
-    distance = min(max(distance, abs(upper - lower) + 1e-6, 1e-6), upper + lower - 1e-6)
-    unit = offset / (np.hypot(*offset) + 1e-12)
-    wrist = shoulder + unit * distance
+    distance = float(np.linalg.norm(offset))
+    axis = offset / distance if distance > 1e-9 else np.array([0.0, 1.0, 0.0])
+    distance = min(max(distance, abs(upper - lower) + 1e-6), upper + lower - 1e-6)
+    wrist = shoulder + axis * distance
     cos_shoulder = (upper**2 + distance**2 - lower**2) / (2 * upper * distance)
     angle = np.arccos(np.clip(cos_shoulder, -1, 1))
-    base = np.arctan2(unit[1], unit[0])
-    candidates = [shoulder + upper * _direction(base + sign * angle) for sign in (1, -1)]
-    elbow = max(candidates, key=lambda e: outward * e[0] + 0.5 * e[1])
+    bend = pole - np.dot(pole, axis) * axis
+    if np.linalg.norm(bend) < 1e-9:  # the pole lies along the arm: any perpendicular will do
+        bend = np.cross(axis, [0.0, 0.0, 1.0]) if abs(axis[2]) < 0.9 else np.cross(axis, [1.0, 0.0, 0.0])
+    bend = _unit(bend)
+    elbow = shoulder + upper * (np.cos(angle) * axis + np.sin(angle) * bend)
     return elbow, wrist
+
+
+def _elbow_pole(sign: float) -> np.ndarray:
+    """Elbows point down, out to their side and back."""
+    return np.array([sign * 0.6, 1.0, 0.5])
 
 
 def front_skeleton(body: Body) -> dict[str, np.ndarray]:
     """The still parts of a standing figure seen from the front (arms hanging)."""
-    neck = np.array([0.0, -body.torso])
+    neck = np.array([0.0, -body.torso, 0.0])
     joints = {
-        "pelvis": np.zeros(2),
+        "pelvis": np.zeros(3),
         "neck": neck,
-        "head": neck + [0.0, -0.085],
-        "shoulder_r": neck + [-body.shoulder_half_width, 0.03],
-        "shoulder_l": neck + [body.shoulder_half_width, 0.03],
-        "hip_r": np.array([-body.hip_half_width, 0.02]),
-        "hip_l": np.array([body.hip_half_width, 0.02]),
+        "head": neck + [0.0, -0.085, 0.0],
+        "shoulder_r": neck + [-body.shoulder_half_width, 0.03, 0.0],
+        "shoulder_l": neck + [body.shoulder_half_width, 0.03, 0.0],
+        "hip_r": np.array([-body.hip_half_width, 0.02, 0.0]),
+        "hip_l": np.array([body.hip_half_width, 0.02, 0.0]),
     }
     for side, sign in (("r", -1), ("l", 1)):
-        joints[f"knee_{side}"] = joints[f"hip_{side}"] + [sign * 0.01, body.thigh]
-        joints[f"ankle_{side}"] = joints[f"knee_{side}"] + [0.0, body.shin]
-        elbow = joints[f"shoulder_{side}"] + [sign * 0.025, body.upper_arm]
+        joints[f"knee_{side}"] = joints[f"hip_{side}"] + [sign * 0.01, body.thigh, -0.01]
+        joints[f"ankle_{side}"] = joints[f"knee_{side}"] + [0.0, body.shin, 0.01]
+        elbow = joints[f"shoulder_{side}"] + [sign * 0.03, body.upper_arm, 0.0]
         joints[f"elbow_{side}"] = elbow
-        joints[f"wrist_{side}"] = elbow + [sign * 0.01, body.forearm]
+        joints[f"wrist_{side}"] = elbow + [sign * 0.01, body.forearm, -0.02]
     return joints
 
 
@@ -97,6 +129,7 @@ class Style:
     direction: int = 1  # for arm roll: forward or backward
     seed: int = 0
     wander: tuple = field(default=())  # for "other gestures": random sinusoids
+    shape: tuple = field(default=(0.5, 0.5, 0.5, 0.5))  # uniform draws in [0, 1): where and how a motion is held
 
 
 def random_style(gesture: int, rng: np.random.Generator, tempo: float = 1.0) -> Style:
@@ -112,7 +145,27 @@ def random_style(gesture: int, rng: np.random.Generator, tempo: float = 1.0) -> 
         direction=int(rng.choice([-1, 1])),
         seed=int(rng.integers(1 << 30)),
         wander=wander,
+        shape=tuple(float(v) for v in rng.uniform(0, 1, 4)),
     )
+
+
+def _between(low: float, high: float, draw: float) -> float:
+    return low + (high - low) * draw
+
+
+def _cycle(s: Style, t: float) -> float:
+    """How far (radians) the repetitions have gone at t: a tempo that drifts from one repetition to the next
+    (people do not move like metronomes), about +-15 % around the style's frequency."""
+    drift = sum(a * np.sin(TAU * f * t + p) / (TAU * f) for f, a, p in s.wander[:2]) if s.wander else 0.0
+    return TAU * s.frequency * (t + 2.0 * drift)
+
+
+def _size(s: Style, t: float) -> float:
+    """The style's amplitude, varying by about +-10 % from one repetition to the next."""
+    if not s.wander:
+        return s.amplitude
+    f, a, p = s.wander[2]
+    return s.amplitude * (1 + 1.5 * a * np.sin(TAU * 0.5 * f * t + p))
 
 
 def gesture_pose(gesture: int, t: float, style: Style, body: Body) -> dict[str, np.ndarray]:
@@ -124,30 +177,80 @@ def gesture_pose(gesture: int, t: float, style: Style, body: Body) -> dict[str, 
 
 
 def rest_pose(t: float, body: Body, sway_seed: int = 0) -> dict[str, np.ndarray]:
-    """Standing between gestures: arms down, a little idle sway."""
+    """Standing between gestures: arms down, a little idle drift of the hands."""
     joints = front_skeleton(body)
     rng = np.random.default_rng(sway_seed)
     phases = rng.uniform(0, TAU, 4)
     for i, side in enumerate(("r", "l")):
-        drift = 0.008 * np.array([np.sin(0.7 * t + phases[2 * i]), np.sin(0.5 * t + phases[2 * i + 1])])
+        drift = 0.008 * np.array([np.sin(0.7 * t + phases[2 * i]), np.sin(0.5 * t + phases[2 * i + 1]), 0.0])
         joints[f"wrist_{side}"] = joints[f"wrist_{side}"] + drift
         joints[f"elbow_{side}"] = joints[f"elbow_{side}"] + drift / 2
     return joints
+
+
+UPPER_BODY = ("neck", "head", "shoulder_r", "shoulder_l", "elbow_r", "elbow_l", "wrist_r", "wrist_l")
+
+
+@dataclass(frozen=True)
+class Idle:
+    """A person's involuntary motion while standing: sway of the upper body about the pelvis, weight shift,
+    breathing, small head movements. Amplitudes in body units (radians for the sway), periods of seconds."""
+
+    sway: float = 0.012
+    shift: float = 0.006
+    breath: float = 0.003
+    head: float = 0.006
+    follow: float = 0.04  # how much a raised arm lifts its shoulder and leans the torso towards it
+    phases: tuple = (0.0, 1.0, 2.0, 3.0, 4.0)
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> "Idle":
+        return cls(sway=rng.uniform(0.004, 0.025), shift=rng.uniform(0.002, 0.012), breath=rng.uniform(0.001, 0.005),
+                   head=rng.uniform(0.004, 0.02), follow=rng.uniform(0.02, 0.08), phases=tuple(rng.uniform(0, TAU, 5)))
+
+
+def body_motion(joints: dict[str, np.ndarray], t: float, idle: Idle) -> dict[str, np.ndarray]:
+    """The pose with the body moving under the arms: the upper body sways about the pelvis and leans towards a
+    raised arm, a raised arm lifts its shoulder, the chest breathes, the head moves on its own, and the whole
+    person shifts their weight. Returns a new dict; the input is not changed."""
+    ph = idle.phases
+    out = {name: np.array(p, dtype=float) for name, p in joints.items()}
+    lean = 0.0
+    for side, sign in (("r", -1.0), ("l", 1.0)):
+        if f"wrist_{side}" in out and f"shoulder_{side}" in out:
+            raised = max(0.0, (out[f"shoulder_{side}"][1] - out[f"wrist_{side}"][1]) / 0.3)  # 1 = hand 0.3 above
+            out[f"shoulder_{side}"][1] -= idle.follow * 0.3 * min(raised, 1.0)
+            lean += sign * idle.follow * 0.2 * min(raised, 1.0)
+    angle = idle.sway * np.sin(TAU * 0.23 * t + ph[0]) + lean
+    cos_a, sin_a = np.cos(angle), np.sin(angle)
+    breath = idle.breath * np.sin(TAU * 0.25 * t + ph[1])
+    for name in UPPER_BODY:
+        if name in out:
+            x, y = out[name][0], out[name][1]
+            out[name][0], out[name][1] = cos_a * x - sin_a * y, sin_a * x + cos_a * y + (-breath if "shoulder" in name else 0.0)
+    if "head" in out:
+        out["head"] = out["head"] + idle.head * np.array([np.sin(TAU * 0.31 * t + ph[2]), 0.5 * np.sin(TAU * 0.4 * t + ph[3]), 0.0])
+    shift = np.array([idle.shift * np.sin(TAU * 0.11 * t + ph[4]), 0.0, 0.0])
+    return {name: p + shift for name, p in out.items()}
 
 
 def _arms_to(targets: dict[str, np.ndarray], body: Body, joints) -> dict[str, np.ndarray]:
     out = {}
     for side, sign in (("r", -1), ("l", 1)):
         if side in targets:
-            elbow, wrist = reach(joints[f"shoulder_{side}"], targets[side], body.upper_arm, body.forearm, sign)
+            elbow, wrist = reach(joints[f"shoulder_{side}"], targets[side], body.upper_arm, body.forearm, _elbow_pole(sign))
             out[f"elbow_{side}"], out[f"wrist_{side}"] = elbow, wrist
     return out
 
 
 def _clap(t, s, body, joints):
-    gap = 0.015 + s.amplitude * 0.11 * (1 + np.cos(TAU * s.frequency * t + s.phase)) / 2
-    chest = joints["neck"][1] + 0.17
-    return _arms_to({"r": np.array([-gap, chest]), "l": np.array([gap, chest])}, body, joints)
+    cycle = _cycle(s, t) + s.phase
+    gap = 0.015 + _size(s, t) * 0.09 * (1 + np.cos(cycle)) / 2
+    bounce = _between(0.0, 0.04, s.shape[3]) * np.sin(cycle)  # the hands also rise and fall a little as they meet
+    chest = joints["neck"][1] + _between(0.06, 0.2, s.shape[0]) + bounce
+    forward = -_between(0.15, 0.25, s.shape[1])
+    centre = _between(-0.06, 0.06, s.shape[2])
+    return _arms_to({"r": np.array([centre - gap, chest, forward]), "l": np.array([centre + gap, chest, forward])}, body, joints)
 
 
 def _wave(side):
@@ -155,10 +258,10 @@ def _wave(side):
 
     def motion(t, s, body, joints):
         shoulder = joints[f"shoulder_{side}"]
-        upper_angle = np.pi / 2 - sign * (np.pi / 2 - 0.45)  # out to the side, a little down
-        elbow = shoulder + body.upper_arm * _direction(upper_angle)
-        swing = s.amplitude * 0.5 * np.sin(TAU * s.frequency * t + s.phase)
-        wrist = elbow + body.forearm * _direction(-np.pi / 2 + swing)
+        upper_angle = np.pi / 2 - sign * (np.pi / 2 - _between(0.25, 0.6, s.shape[0]))  # out to the side, a little down
+        elbow = shoulder + body.upper_arm * _direction(upper_angle, -0.1)
+        swing = _size(s, t) * 0.5 * np.sin(_cycle(s, t) + s.phase)
+        wrist = elbow + body.forearm * _unit(_direction(-np.pi / 2 + swing, -_between(0.0, 0.4, s.shape[1])))
         return {f"elbow_{side}": elbow, f"wrist_{side}": wrist}
 
     return motion
@@ -167,24 +270,37 @@ def _wave(side):
 def _circle(side, subject_clockwise):
     # subject-clockwise is screen-counter-clockwise: the image angle decreases
     turn = -1 if subject_clockwise else 1
+    sign = -1 if side == "r" else 1
 
     def motion(t, s, body, joints):
         shoulder = joints[f"shoulder_{side}"]
-        angle = s.phase + turn * TAU * s.frequency * t
-        reach_length = (body.upper_arm + body.forearm) * min(0.97, 0.85 * s.amplitude + 0.1)
-        wrist = shoulder + reach_length * _direction(angle)
-        elbow = shoulder + body.upper_arm * _direction(angle)
+        arm = body.upper_arm + body.forearm
+        angle = s.phase + turn * _cycle(s, t)
+        # a straight arm sweeps a cone: the hand's circle is centred out to the side of the shoulder, wider up
+        # and down than across (the arm cannot cross the chest), and comes forward where the circle is small
+        outward = sign * arm * _between(0.0, 0.35, s.shape[0])
+        across, up_down = arm * _between(0.55, 0.85, s.shape[1]) * _size(s, t), arm * _between(0.8, 0.97, s.shape[2])
+        planar = np.array([outward + across * np.cos(angle), up_down * np.sin(angle)])
+        planar *= min(1.0, 0.98 * arm / (np.hypot(*planar) + 1e-9))
+        depth = -np.sqrt(max(arm**2 - planar @ planar, 0.0))
+        wrist = shoulder + np.array([planar[0], planar[1], depth])
+        elbow = shoulder + (wrist - shoulder) * body.upper_arm / arm
         return {f"elbow_{side}": elbow, f"wrist_{side}": wrist}
 
     return motion
 
 
 def _arm_roll(t, s, body, joints):
-    centre = np.array([0.0, joints["neck"][1] + 0.19])
-    radius = 0.05 * s.amplitude
-    angle = s.phase + s.direction * TAU * s.frequency * t
-    offsets = [radius * np.array([np.cos(a) * 1.2, np.sin(a)]) for a in (angle, angle + np.pi)]
-    return _arms_to({"r": centre + [-0.025, 0] + offsets[0], "l": centre + [0.025, 0] + offsets[1]}, body, joints)
+    # forearms rolling around each other in front of the chest, forwards or backwards: the hands circle in
+    # the body's side plane (up-down and towards the camera), half a turn apart
+    centre = np.array([0.0, joints["neck"][1] + _between(0.15, 0.24, s.shape[0]), -_between(0.16, 0.24, s.shape[1])])
+    radius = _between(0.04, 0.1, s.shape[2]) * _size(s, t)
+    angle = s.phase + s.direction * _cycle(s, t)
+    spread = _between(0.02, 0.05, s.shape[3])
+    targets = {}
+    for side, sign, a in (("r", -1, angle), ("l", 1, angle + np.pi)):
+        targets[side] = centre + [sign * spread + 0.3 * radius * np.cos(a), radius * np.sin(a), radius * np.cos(a)]
+    return _arms_to(targets, body, joints)
 
 
 def _strike(phase):
@@ -195,22 +311,25 @@ def _strike(phase):
 
 def _air_drums(t, s, body, joints):
     rng = np.random.default_rng(s.seed)
-    beat = TAU * s.frequency * t + s.phase
+    beat = _cycle(s, t) + s.phase
     hit = int(beat // TAU)
     drum_shift = rng.uniform(-0.03, 0.03, size=(hit + 2, 2))  # each hit on a slightly different drum
+    lift = _between(0.1, 0.26, s.shape[0]) * _size(s, t)
     targets = {}
     for side, sign, offset in (("r", -1, 0.0), ("l", 1, np.pi)):
-        base = np.array([sign * 0.12, joints["neck"][1] + 0.22]) + [drum_shift[hit, 0 if side == "r" else 1], 0]
-        targets[side] = base + [0, -0.13 * s.amplitude * (1 - _strike(beat + offset))]
+        base = np.array([sign * _between(0.06, 0.16, s.shape[1]), joints["neck"][1] + _between(0.2, 0.34, s.shape[2]), -0.2])
+        base += [drum_shift[hit, 0 if side == "r" else 1], 0, 0]
+        up = 1 - _strike(beat + offset)
+        targets[side] = base + [0, -lift * up, 0.05 * up]
     return _arms_to(targets, body, joints)
 
 
 def _air_guitar(t, s, body, joints):
     chest = joints["neck"][1]
-    strum = 0.05 * s.amplitude * np.sin(TAU * s.frequency * t + s.phase)
+    strum = _between(0.04, 0.07, s.shape[0]) * _size(s, t) * np.sin(_cycle(s, t) + s.phase)
     slide = 0.04 * np.sin(TAU * 0.35 * t + s.phase / 2)
-    neck_hand = np.array([0.27 + slide, chest + 0.12 - 0.3 * slide])  # subject's left hand out on the neck
-    strum_hand = np.array([-0.02, chest + 0.30 + strum])  # right hand strumming at the hip
+    neck_hand = np.array([0.27 + slide, chest + _between(0.08, 0.16, s.shape[1]) - 0.3 * slide, -0.12])  # subject's left hand on the neck
+    strum_hand = np.array([-0.02, chest + _between(0.26, 0.32, s.shape[2]) + strum, -0.15])  # right hand strumming at the hip
     return _arms_to({"l": neck_hand, "r": strum_hand}, body, joints)
 
 
@@ -221,7 +340,7 @@ def _other(t, s, body, joints):
         waves = s.wander[6 * i : 6 * i + 6]
         dx = sum(a * np.sin(TAU * f * t + p) for f, a, p in waves[:3]) * s.amplitude * 1.5
         dy = sum(a * np.sin(TAU * f * t + p) for f, a, p in waves[3:]) * s.amplitude * 1.5
-        targets[side] = rest[f"wrist_{side}"] + [dx, dy - 0.12]
+        targets[side] = rest[f"wrist_{side}"] + [dx, dy - 0.12, -0.1 - 0.5 * abs(dx)]
     return _arms_to(targets, body, joints)
 
 
@@ -299,7 +418,14 @@ def walk_pose(t: float, gait: Gait, direction: int, phase0: float = 0.0) -> dict
         forearm = swing + gait.elbow_flex
         wrist = elbow + body.forearm * np.array([direction * np.sin(forearm), np.cos(forearm)])
         joints[f"shoulder_{side}"], joints[f"elbow_{side}"], joints[f"wrist_{side}"] = shoulder, elbow, wrist
-    return joints
+    # seen from the side, the body's width lies along the depth: the far side's limbs sit behind the near ones
+    far = far_side(direction)
+    depth = {"pelvis": 0.0, "neck": 0.0, "head": 0.0}
+    for name in joints:
+        if name not in depth:
+            width = body.shoulder_half_width * 0.8 if name.split("_")[0] in ("shoulder", "elbow", "wrist") else body.hip_half_width
+            depth[name] = width if name.endswith(far) else -width
+    return {name: np.append(p, depth[name]) for name, p in joints.items()}
 
 
 def far_side(direction: int) -> str:
