@@ -245,7 +245,7 @@ def _arms_to(targets: dict[str, np.ndarray], body: Body, joints) -> dict[str, np
 
 def _clap(t, s, body, joints):
     cycle = _cycle(s, t) + s.phase
-    gap = 0.015 + _size(s, t) * 0.09 * (1 + np.cos(cycle)) / 2
+    gap = 0.015 + _size(s, t) * _between(0.06, 0.18, s.shape[1]) * (1 + np.cos(cycle)) / 2  # claps open narrow or wide
     bounce = _between(0.0, 0.04, s.shape[3]) * np.sin(cycle)  # the hands also rise and fall a little as they meet
     chest = joints["neck"][1] + _between(0.06, 0.2, s.shape[0]) + bounce
     forward = -_between(0.15, 0.25, s.shape[1])
