@@ -178,7 +178,7 @@ def random_pixel_params(rng: np.random.Generator) -> PixelParams:
         threshold_mismatch=rng.uniform(0.015, 0.06), refractory_us=int(rng.uniform(50, 800)),
         cutoff_hz=rng.uniform(120.0, 800.0), background_rate_hz=rng.uniform(0.02, 0.15),
         background_on_fraction=rng.uniform(0.5, 0.8), shot_noise_rate_hz=rng.uniform(0.01, 0.08),
-        hot_pixel_fraction=rng.uniform(0.0, 5e-4),
+        hot_pixel_fraction=rng.uniform(0.0, 5e-4), background_spread=rng.uniform(1.0, 2.0),
     )
 
 

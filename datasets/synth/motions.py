@@ -129,7 +129,7 @@ class Style:
     direction: int = 1  # for arm roll: forward or backward
     seed: int = 0
     wander: tuple = field(default=())  # for "other gestures": random sinusoids
-    shape: tuple = field(default=(0.5, 0.5, 0.5, 0.5))  # uniform draws in [0, 1): where and how a motion is held
+    shape: tuple = field(default=(0.5, 0.5, 0.5, 0.5, 0.5))  # uniform draws in [0, 1): where and how a motion is held
 
 
 def random_style(gesture: int, rng: np.random.Generator, tempo: float = 1.0) -> Style:
@@ -145,7 +145,7 @@ def random_style(gesture: int, rng: np.random.Generator, tempo: float = 1.0) -> 
         direction=int(rng.choice([-1, 1])),
         seed=int(rng.integers(1 << 30)),
         wander=wander,
-        shape=tuple(float(v) for v in rng.uniform(0, 1, 4)),
+        shape=tuple(float(v) for v in rng.uniform(0, 1, 5)),
     )
 
 
@@ -244,13 +244,27 @@ def _arms_to(targets: dict[str, np.ndarray], body: Body, joints) -> dict[str, np
 
 
 def _clap(t, s, body, joints):
+    # The elbows stay low by the sides, forward of the body; the forearms swing about them, so the hands open and
+    # close in front of the chest and the upper arms hardly move: the moving region is the hands' and forearms'
+    # compact blob, as in the real recordings. People clap unevenly: one hand often does most of the moving.
     cycle = _cycle(s, t) + s.phase
-    gap = 0.015 + _size(s, t) * _between(0.06, 0.18, s.shape[1]) * (1 + np.cos(cycle)) / 2  # claps open narrow or wide
-    bounce = _between(0.0, 0.04, s.shape[3]) * np.sin(cycle)  # the hands also rise and fall a little as they meet
-    chest = joints["neck"][1] + _between(0.06, 0.2, s.shape[0]) + bounce
-    forward = -_between(0.15, 0.25, s.shape[1])
-    centre = _between(-0.06, 0.06, s.shape[2])
-    return _arms_to({"r": np.array([centre - gap, chest, forward]), "l": np.array([centre + gap, chest, forward])}, body, joints)
+    opening = _size(s, t) * _between(0.35, 0.9, s.shape[1]) * (1 + np.cos(cycle)) / 2  # radians, per hand at most
+    right_share = _between(0.35, 1.0, s.shape[3])
+    meet = np.array([_between(-0.05, 0.05, s.shape[2]), 0.0, 0.0])
+    raise_hands = body.forearm * _between(0.15, 0.5, s.shape[0]) - 0.02 * np.sin(cycle)
+    out = {}
+    for side, sign, share in (("r", -1, right_share), ("l", 1, 1.35 - right_share)):
+        shoulder = joints[f"shoulder_{side}"]
+        elbow = shoulder + body.upper_arm * _unit(np.array([sign * _between(-0.1, 0.15, s.shape[0]), 1.0,
+                                                            -_between(0.5, 1.0, s.shape[4])]))
+        target = meet + [sign * 0.015, elbow[1] - raise_hands, 0.0]
+        flat = np.hypot(target[0] - elbow[0], target[1] - elbow[1])
+        target[2] = elbow[2] - np.sqrt(max(body.forearm**2 - flat**2, 0.01 * body.forearm**2))
+        x, y, z = _unit(target - elbow)
+        c, k = np.cos(opening * share), np.sin(opening * share)
+        direction = np.array([c * x - sign * k * z, y, sign * k * x + c * z])  # turned outwards about the vertical
+        out[f"elbow_{side}"], out[f"wrist_{side}"] = elbow, elbow + body.forearm * direction
+    return out
 
 
 def _wave(side):
