@@ -94,6 +94,20 @@ def test_clapping_hands_meet_in_front_of_the_chest():
             assert joints["pelvis"][1] > joints[f"wrist_{side}"][1] > joints["neck"][1]
 
 
+def test_a_clap_moves_the_forearms_not_the_upper_arms():
+    body = Body()
+    style = random_style(0, np.random.default_rng(5))
+    poses = [gesture_pose(0, t, style, body) for t in np.linspace(0, 2 / style.frequency, 41)]
+    for side in ("r", "l"):
+        elbows = np.array([p[f"elbow_{side}"] for p in poses])
+        wrists = np.array([p[f"wrist_{side}"] for p in poses])
+        np.testing.assert_allclose(np.linalg.norm(wrists - elbows, axis=1), body.forearm)
+        assert np.ptp(elbows, axis=0).max() < 1e-9  # before the body's own sway, which gesture_pose leaves out
+        assert np.ptp(wrists[:, 0]) > 0.02  # the hands open and close
+    gaps = [p["wrist_l"][0] - p["wrist_r"][0] for p in poses]
+    assert min(gaps) < 0.04 < max(gaps)  # they meet, and part
+
+
 def test_the_body_moves_under_the_arms_without_changing_the_input():
     body = Body()
     joints = front_skeleton(body)

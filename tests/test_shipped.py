@@ -1,6 +1,6 @@
 """The shipped models and sample recording: each loads as its card describes (same file hash, classes,
 attention, framing), `masnn classify` with no argument names the sample's action, and the gesture model
-recognises freshly generated clips it never saw."""
+recognises freshly generated clips it never saw and real DVS128 Gesture clips of people it never saw."""
 from __future__ import annotations
 
 import hashlib
@@ -57,3 +57,17 @@ def test_gesture_model_recognises_new_generated_clips_of_each_class(tmp_path):
         right.append(report["prediction"]["top_k"][0]["class"] == action)
     # chance is 1 in 11; measured 10 of 11 (right arm clockwise taken for counter-clockwise)
     assert sum(right) >= 8, right
+
+
+# real DVS128 Gesture test-subject clips (the real-data folder's dvsgesture_bs2/); never trained on
+REAL_CLIPS = {"class01_hand_clap.bs2": "hand clap", "class04_right_arm_clockwise.bs2": "right arm clockwise",
+              "class09_air_drums.bs2": "air drums"}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_CLIPS))
+def test_default_model_names_real_dvs128_gesture_clips(real_data, name):
+    path = real_data / "dvsgesture_bs2" / name
+    if not path.is_file():
+        pytest.skip(f"{path} not found (the real .bs2 clips sit in dvsgesture_bs2/ of the real-data folder)")
+    report = classify_recording(path, Classifier.load("gesture-tcsa", device="cpu"), ClassifyOptions())
+    assert report["prediction"]["top_k"][0]["class"] == REAL_CLIPS[name], report["prediction"]["top_k"][:3]
