@@ -324,18 +324,29 @@ def _strike(phase):
 
 
 def _air_drums(t, s, body, joints):
+    # Each hit lands on another drum of the kit, spread across the front of the belly (the hands cross the
+    # body's midline, as real air drummers' do); a hand moves to its next drum as it rises.
     rng = np.random.default_rng(s.seed)
     beat = _cycle(s, t) + s.phase
-    hit = int(beat // TAU)
-    drum_shift = rng.uniform(-0.03, 0.03, size=(hit + 2, 2))  # each hit on a slightly different drum
-    lift = _between(0.1, 0.26, s.shape[0]) * _size(s, t)
+    reach_x = _between(0.05, 0.11, s.shape[3])
+    drums = rng.uniform([-reach_x, -0.04], [reach_x, 0.04], size=(int(beat // TAU) + 3, 2, 2))  # (hit, hand, x / y)
+    lift = _between(0.12, 0.3, s.shape[0]) * _size(s, t)
     targets = {}
-    for side, sign, offset in (("r", -1, 0.0), ("l", 1, np.pi)):
-        base = np.array([sign * _between(0.06, 0.16, s.shape[1]), joints["neck"][1] + _between(0.2, 0.34, s.shape[2]), -0.2])
-        base += [drum_shift[hit, 0 if side == "r" else 1], 0, 0]
-        up = 1 - _strike(beat + offset)
+    for hand, (side, sign, offset) in enumerate((("r", -1, 0.0), ("l", 1, np.pi))):
+        phase = beat + offset
+        hit, into = int(phase // TAU), (phase / TAU) % 1.0
+        travel = 0.0 if into < 0.35 else _smoothstep((into - 0.35) / 0.65)
+        drum = (1 - travel) * drums[hit, hand] + travel * drums[hit + 1, hand]
+        base = np.array([sign * _between(0.02, 0.1, s.shape[1]) + drum[0],
+                         joints["neck"][1] + _between(0.24, 0.38, s.shape[2]) + drum[1], -0.2])
+        up = 1 - _strike(phase)
         targets[side] = base + [0, -lift * up, 0.05 * up]
     return _arms_to(targets, body, joints)
+
+
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3 - 2 * x)
 
 
 def _air_guitar(t, s, body, joints):
