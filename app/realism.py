@@ -29,8 +29,7 @@ import numpy as np
 
 from masnn.datasets.events import EventFileError
 from masnn.datasets.io.readers import detect_format, read_events
-from masnn.datasets.transforms.pipeline import FramingConfig
-from masnn.datasets.transforms.stream import StreamFramer
+from masnn.datasets.transforms.pipeline import FramingConfig, frame_events
 
 # the recordings of people in masnn's shared real folder; a folder holding none of them is used whole
 PEOPLE_PATTERNS = ("dvs128_aedat2/*.aedat", "dvsgesture_bs2/*.bs2", "*person*.aedat4")
@@ -61,8 +60,7 @@ def frame_window(events: np.ndarray, sensor_size: tuple[int, int], config: Frami
     end = start + window_us(config)
     t = events["t"]
     lo, hi = np.searchsorted(t, start - (config.denoise_us or 0)), np.searchsorted(t, end)
-    framer = StreamFramer.from_config(config, sensor_size, start, end)
-    frames = np.concatenate(list(framer.iter_blocks([events[lo:hi]])))  # (T, 2, S, S)
+    frames = frame_events(events[lo:hi], sensor_size, config, start, config.n_frames)  # (T, 2, S, S)
     return frames.sum(axis=0, dtype=np.int64)
 
 

@@ -37,3 +37,14 @@ def live_classifier(untrained_checkpoint):
     from masnn.classify import Classifier
 
     return Classifier.load(untrained_checkpoint, "cpu", window_ms=WINDOW_MS)
+
+
+@pytest.fixture(scope="session")
+def gesture_root(tmp_path_factory) -> Path:
+    """A tiny synthetic DVS128 Gesture set (3 users, lab light, 0.6-0.8 s gestures, seed 7), made once for all
+    the modules that read it; tests write their caches and copies elsewhere."""
+    from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gesture_dataset
+
+    out = tmp_path_factory.mktemp("gesture")
+    write_gesture_dataset(out, users=3, seed=7, preset=GESTURE_PRESETS["tiny"], workers=1)
+    return out

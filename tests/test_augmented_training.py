@@ -14,19 +14,11 @@ from masnn.datasets.io.readers import read_events
 from masnn.datasets.loaders.augmented import AugmentedFrameDataset, EventCache, training_set
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset, frame_window
 from masnn.datasets.loaders.gesture import gesture_samples
-from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gesture_dataset
 from masnn.datasets.transforms.augment_recipe import RECOMMENDED
 from masnn.datasets.transforms.pipeline import FramingConfig
 from masnn.training.config import TrainConfig, load_config
 
 SMALL = FramingConfig(dt_us=10_000, n_frames=20, size=32)  # 0.2 s windows inside 0.6-0.8 s tiny gestures
-
-
-@pytest.fixture(scope="module")
-def gesture_root(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gesture")
-    write_gesture_dataset(out, users=3, seed=7, preset=GESTURE_PRESETS["tiny"], workers=1)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,11 @@ from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset, frame_window
 from masnn.datasets.loaders.gait import gait_samples, gait_subjects
 from masnn.datasets.loaders.gesture import gesture_samples, tonic_gesture_samples
-from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gait_dataset, write_gesture_dataset
+from masnn.datasets.synth.generator import write_gait_dataset
 from masnn.datasets.transforms.pipeline import FramingConfig, frame_recording
 
 # 0.2 s windows: the tiny synthetic gestures last 0.6-0.8 s, so crops have room to move
 SMALL = FramingConfig(dt_us=10_000, n_frames=20, size=32)
-
-
-@pytest.fixture(scope="module")
-def gesture_root(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gesture")
-    write_gesture_dataset(out, users=3, seed=7, preset=GESTURE_PRESETS["tiny"], workers=1)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -71,3 +71,12 @@ def test_prepared_network_agrees_with_the_original(bf16):
     result = agreement(model, prepare_for_inference(model, bf16=bf16), x)
     assert result["same_prediction"] == 1.0
     assert result["max_rate_difference"] <= (0.25 if bf16 else 1e-6)  # bf16 may flip a spike or two
+
+
+def test_the_window_benchmark_times_classify_with_and_without_its_accounting():
+    from masnn.bench.model import run_window_benchmark, window_benchmark_line
+
+    result = run_window_benchmark(windows=1, repeats=1)  # the shipped model on the shipped sample
+    assert set(result["best_ms"]) == {"forward", "with accounting", "with accounting by scanning"}
+    assert all(ms > 0 for ms in result["best_ms"].values()) and result["steps"] == 20
+    assert "with spike and energy accounting" in window_benchmark_line(result)

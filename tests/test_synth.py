@@ -26,14 +26,12 @@ QUIET = PixelParams(background_rate_hz=0.0, hot_pixel_fraction=0.0)
 
 
 @pytest.fixture(scope="module")
-def gesture_set(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gesture")
-    summary = write_gesture_dataset(out, users=3, seed=7, preset=GESTURE_PRESETS["tiny"], workers=1)
-    return out / "DvsGesture", summary
+def gesture_set(gesture_root):
+    return gesture_root / "DvsGesture"
 
 
 def test_gesture_layout_matches_the_real_dataset(gesture_set):
-    folder, summary = gesture_set
+    folder = gesture_set
     train, test = split_users(3)
     assert (train, test) == ([1, 2], [3])
     assert (folder / "trials_to_train.txt").read_text().split() == ["user01_lab.aedat", "user02_lab.aedat"]
@@ -55,7 +53,7 @@ def test_gesture_layout_matches_the_real_dataset(gesture_set):
 def test_gesture_files_are_read_by_tonic(gesture_set):
     import tonic.io
 
-    folder, _ = gesture_set
+    folder = gesture_set
     path = str(folder / "user01_lab.aedat")
     version, data_start, _ = tonic.io.read_aedat_header_from_file(path)
     words = tonic.io.get_aer_events_from_file(path, version, data_start)  # raw address and timestamp
@@ -69,7 +67,7 @@ def test_gesture_files_are_read_by_tonic(gesture_set):
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, gesture_set):
-    folder, _ = gesture_set
+    folder = gesture_set
     again = tmp_path / "again"
     write_gesture_dataset(again, users=1, seed=7, preset=GESTURE_PRESETS["tiny"], workers=1)
     assert (again / "DvsGesture/user01_lab.aedat").read_bytes() == (folder / "user01_lab.aedat").read_bytes()
@@ -207,7 +205,7 @@ def test_cli_refuses_an_unknown_action(tmp_path):
 
 
 def test_cli_gesture_set_in_parallel_equals_serial(tmp_path, gesture_set):
-    folder, _ = gesture_set
+    folder = gesture_set
     result = subprocess.run(
         [sys.executable, "-m", "masnn", "synth", "gesture", "--out", str(tmp_path), "--users", "3", "--seed", "7", "--preset", "tiny", "--workers", "2"],
         capture_output=True, text=True, timeout=300,
@@ -220,7 +218,7 @@ def test_cli_gesture_set_in_parallel_equals_serial(tmp_path, gesture_set):
 def test_cli_stats_compares_recordings(gesture_set):
     import json
 
-    folder, _ = gesture_set
+    folder = gesture_set
     paths = [str(folder / "user01_lab.aedat"), str(folder / "user02_lab.aedat")]
     result = subprocess.run([sys.executable, "-m", "masnn", "synth", "stats", "--json", *paths], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

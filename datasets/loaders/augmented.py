@@ -22,20 +22,17 @@ Validation and test data stay unaugmented, through FrameDataset.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from masnn.datasets.events import EVENT_DTYPE
 from masnn.datasets.io.readers import open_recording
-from masnn.datasets.io.writers import remove_stale_temporaries
-from masnn.datasets.loaders.cache import FrameDataset, Sample, fill_frames, load_or_make, read_window, sample_key
+from masnn.datasets.loaders.cache import FrameDataset, NpyCache, Sample, read_window, sample_key
 from masnn.datasets.transforms.augment_recipe import parse_augment
 from masnn.datasets.transforms.augment_spatial import copy_events
 from masnn.datasets.transforms.framing import first_index_at_or_after
-from masnn.datasets.transforms.pipeline import FramingConfig
-from masnn.datasets.transforms.stream import StreamFramer
+from masnn.datasets.transforms.pipeline import FramingConfig, frame_events
 
 EVENT_CACHE_VERSION = 1  # bump when what an entry holds changes
 # EVENT_DTYPE's layout with its fields listed in memory order: .npy cannot describe fields listed out of order
@@ -44,35 +41,16 @@ STORED_DTYPE = np.dtype({"names": ["t", "x", "y", "p"], "formats": ["<i8", "<i2"
 AUGMENT_STREAM = 1  # the augmentation's generator is default_rng([seed, epoch, index, AUGMENT_STREAM])
 
 
-def frame_events(events: np.ndarray, sensor_size: tuple[int, int], config: FramingConfig, start_us: int,
-                 n_frames: int) -> np.ndarray:
-    """int16 frames [n_frames, 2, H, W] of time-sorted events: frame k counts [start + k dt, start + (k + 1) dt),
-    through ``config``'s denoising (fed the events before ``start`` too) and spatial map."""
-    width, height = config.output_size(sensor_size)
-    frames = np.zeros((n_frames, 2, height, width), dtype=np.int16)
-    framer = StreamFramer.from_config(config, sensor_size, start_us, start_us + n_frames * config.dt_us)
-    return fill_frames(framer.iter_blocks([events]), frames)
-
-
-class EventCache:
+class EventCache(NpyCache):
     """Whole-sample events on disk, one .npy per (sample, lead); see the module docstring."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.root)  # entries a killed run was writing (a live run's are kept)
-        self.hits = 0  # per process (each DataLoader worker counts its own)
-        self.misses = 0
 
     def key(self, sample: Sample, lead_us: int = 0) -> str:
         return sample_key(sample, version=EVENT_CACHE_VERSION, kind="events", lead_us=int(lead_us))
 
     def sample_events(self, sample: Sample, lead_us: int = 0) -> np.ndarray:
         """The events with start - lead_us <= t < end (memory-mapped on a hit)."""
-        stored, hit = load_or_make(self.root / f"{self.key(sample, lead_us)}.npy", lambda: read_window(
+        stored = self.cached(self.key(sample, lead_us), lambda: read_window(
             sample.path, sample.start_us - lead_us, sample.end_us)[0].view(STORED_DTYPE))
-        self.hits += hit
-        self.misses += not hit
         return stored.view(EVENT_DTYPE)
 
 
@@ -136,4 +114,4 @@ def training_set(samples: list[Sample], config: FramingConfig, augment: str, see
     return AugmentedFrameDataset(samples, config, augment, seed=seed, cache=event_cache)
 
 
-__all__ = ["AUGMENT_STREAM", "AugmentedFrameDataset", "EventCache", "frame_events", "training_set"]
+__all__ = ["AUGMENT_STREAM", "AugmentedFrameDataset", "EventCache", "training_set"]

@@ -50,7 +50,7 @@ import torch
 from masnn.datasets.events import EventFileError, concatenate
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.writers import atomic_path, remove_stale_temporaries
-from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
+from masnn.datasets.transforms.pipeline import FramingConfig, fill_frames, iter_recording_frames
 
 CROP_MODES = ("random-crop", "crops", "whole")
 CACHE_VERSION = 1  # bump when the framing code changes what it produces
@@ -103,16 +103,6 @@ def read_window(path: str | Path, start_us: int, end_us: int) -> tuple[np.ndarra
     with open_recording(path) as recording:
         chunks = list(_EmptyWindowsAllowed(recording).chunks(start_us, end_us)) if end_us > start_us else []
         return concatenate(chunks), recording.info.sensor_size
-
-
-def fill_frames(blocks, frames: np.ndarray) -> np.ndarray:
-    """``frames`` (zeros) filled from the start with the frames of ``blocks``, as far as they reach."""
-    k = 0
-    for block in blocks:
-        take = min(len(block), len(frames) - k)
-        frames[k : k + take] = block[:take]
-        k += take
-    return frames
 
 
 def whole_frame_count(sample: Sample, config: FramingConfig) -> int:
@@ -169,29 +159,40 @@ def load_or_make(path: Path, make) -> tuple[np.ndarray, bool]:
     return array, False
 
 
-class FrameCache:
-    """Whole-sample frames on disk, one .npy per (sample, framing); see the module docstring."""
+class NpyCache:
+    """A folder of .npy entries, each made once (``load_or_make``), with hit and miss counts per process (each
+    DataLoader worker counts its own)."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.root)  # entries a killed run was writing (a live run's are kept)
-        self.hits = 0  # per process (each DataLoader worker counts its own)
+        self.hits = 0
         self.misses = 0
+
+    def path_of(self, key: str) -> Path:
+        return self.root / f"{key}.npy"
+
+    def cached(self, key: str, make) -> np.ndarray:
+        array, hit = load_or_make(self.path_of(key), make)
+        self.hits += hit
+        self.misses += not hit
+        return array
+
+
+class FrameCache(NpyCache):
+    """Whole-sample frames on disk, one .npy per (sample, framing); see the module docstring."""
 
     def key(self, sample: Sample, config: FramingConfig) -> str:
         return sample_key(sample, version=CACHE_VERSION, framing=config.to_dict())
 
     def entry_path(self, sample: Sample, config: FramingConfig) -> Path:
-        return self.root / f"{self.key(sample, config)}.npy"
+        return self.path_of(self.key(sample, config))
 
     def sample_frames(self, sample: Sample, config: FramingConfig) -> np.ndarray:
         """int16 frames [ceil(duration / dt), 2, H, W] of the whole sample (memory-mapped on a hit)."""
-        frames, hit = load_or_make(self.entry_path(sample, config), lambda: frame_window(
+        return self.cached(self.key(sample, config), lambda: frame_window(
             sample.path, config, sample.start_us, sample.end_us, whole_frame_count(sample, config)))
-        self.hits += hit
-        self.misses += not hit
-        return frames
 
 
 class FrameDataset(torch.utils.data.Dataset):
@@ -269,5 +270,5 @@ class FrameDataset(torch.utils.data.Dataset):
         return torch.from_numpy(frames.astype(np.float32)), sample.label
 
 
-__all__ = ["FrameCache", "FrameDataset", "Sample", "crop_offsets", "fill_frames", "frame_window", "load_or_make", "max_crop_offset",
+__all__ = ["FrameCache", "FrameDataset", "NpyCache", "Sample", "crop_offsets", "frame_window", "load_or_make", "max_crop_offset",
            "read_window", "sample_key", "whole_frame_count"]

@@ -55,3 +55,23 @@ def frame_recording(path: str | Path, config: FramingConfig = FramingConfig(), s
         start = first_event_time(recording) + (start_us or 0)
         end = None if config.n_frames is None else start + config.n_frames * config.dt_us
         return np.concatenate(list(iter_recording_frames(recording, config, start, end)))
+
+
+def fill_frames(blocks, frames: np.ndarray) -> np.ndarray:
+    """``frames`` (zeros) filled from the start with the frames of ``blocks``, as far as they reach."""
+    k = 0
+    for block in blocks:
+        take = min(len(block), len(frames) - k)
+        frames[k : k + take] = block[:take]
+        k += take
+    return frames
+
+
+def frame_events(events: np.ndarray, sensor_size: tuple[int, int], config: FramingConfig, start_us: int,
+                 n_frames: int) -> np.ndarray:
+    """int16 frames [n_frames, 2, H, W] of time-sorted events: frame k counts [start + k dt, start + (k + 1) dt),
+    through ``config``'s denoising (fed the events before ``start`` too) and spatial map."""
+    width, height = config.output_size(sensor_size)
+    frames = np.zeros((n_frames, 2, height, width), dtype=np.int16)
+    framer = StreamFramer.from_config(config, sensor_size, start_us, start_us + n_frames * config.dt_us)
+    return fill_frames(framer.iter_blocks([events]), frames)
