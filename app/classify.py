@@ -15,7 +15,6 @@ than ``min_events`` events are "idle" (no prediction is made from nothing).
 from __future__ import annotations
 
 import hashlib
-
 import re
 import time
 from dataclasses import dataclass
