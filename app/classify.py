@@ -14,6 +14,7 @@ than ``min_events`` events are "idle" (no prediction is made from nothing).
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class Classifier:
     ce_scale: float = 10.0
     energy_preset: str = "fp32-45nm"
     calibration: dict | None = None  # <name>.calibration.json beside the checkpoint (masnn.calibration), or None
+    sha256: str = ""  # of the weights file: which model made a report, wherever the file was moved since
 
     @property
     def uncertain_threshold(self) -> float | None:
@@ -108,7 +110,8 @@ class Classifier:
         runner = prepare_for_inference(model) if target.type == "cpu" else model.to(target)
         names = list(config.get("class_names") or [f"class {i}" for i in range(args["num_classes"])])
         return cls(model, runner, framing, names, str(path), dict(args), target, config.get("loss", "mse"),
-                   config.get("ce_scale", 10.0), calibration=load_calibration(path) if calibrated else None)
+                   config.get("ce_scale", 10.0), calibration=load_calibration(path) if calibrated else None,
+                   sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
     @property
     def window_us(self) -> int:
@@ -373,7 +376,7 @@ def build_report(path, info, classifier: Classifier, options: ClassifyOptions, w
         "file": str(path),
         "recording": {"format": info.format, "camera": info.camera or "unknown", "sensor": [info.width, info.height],
                       "duration_s": duration_s},
-        "model": {"weights": classifier.weights, "name": classifier.model_args["name"], "attention": classifier.model_args.get("attention"),
+        "model": {"weights": classifier.weights, "sha256": classifier.sha256, "name": classifier.model_args["name"], "attention": classifier.model_args.get("attention"),
                   "classes": classifier.class_names, "framing": classifier.framing.to_dict(), "window_us": classifier.window_us,
                   "stride_us": max(1, round(stride_us / classifier.framing.dt_us)) * classifier.framing.dt_us,
                   "device": str(classifier.device), "energy_preset": classifier.energy_preset,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -59,6 +60,23 @@ def test_static_scene_gives_background_noise_at_its_rate():
     # spread over the array, not a few pixels: per-pixel counts look Poisson (variance ~ mean)
     counts = per_pixel_counts(events, shape)
     assert 0.8 < counts.var() / counts.mean() < 1.2
+
+
+def test_spread_background_keeps_its_mean_rate_on_fewer_pixels():
+    # per-pixel rates rate * exp(sigma Z - sigma^2 / 2): the same mean, counts over-dispersed as a
+    # Poisson-lognormal mixture, Var = mu + mu^2 (exp(sigma^2) - 1)
+    shape, rate, sigma = (64, 64), 5.0, 1.0
+    frame = texture(shape)
+    params = PixelParams(background_rate_hz=rate, background_spread=sigma, hot_pixel_fraction=0.0,
+                         shot_noise_rate_hz=0.0, refractory_us=0)
+    events, _ = run_frames([frame] * 1001, params=params)
+    expected = rate * frame.size
+    assert abs(len(events) - expected) < 4 * math.sqrt(expected)
+    counts = per_pixel_counts(events, shape)
+    mixture_variance = rate + rate**2 * (math.exp(sigma**2) - 1)
+    assert 0.7 < counts.var() / mixture_variance < 1.3
+    even, _ = run_frames([frame] * 1001, params=replace(params, background_spread=0.0))
+    assert np.count_nonzero(counts) < 0.9 * np.count_nonzero(per_pixel_counts(even, shape))
 
 
 def test_static_scene_without_noise_is_silent():

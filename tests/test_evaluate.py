@@ -14,7 +14,7 @@ import pytest
 
 from masnn.datasets.loaders.cache import FrameDataset
 from masnn.datasets.loaders.gesture import gesture_samples
-from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gesture_dataset
+from masnn.datasets.synth.generator import GESTURE_PRESETS, write_action_clip, write_gesture_dataset
 from masnn.datasets.transforms.pipeline import FramingConfig
 from masnn.training.config import TrainConfig
 from masnn.training.evaluate import evaluate, write_confusion_png, write_report
@@ -218,3 +218,34 @@ def test_card_states_the_evaluated_figures_and_keeps_the_authors_prose(trained, 
     refused = card()
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert refused.stderr.strip() == f"error: {weights.with_suffix('.md')}: no '<!-- masnn card: model -->' block to rewrite"
+
+
+def test_card_scores_real_recordings_named_by_their_class(trained, tmp_path):
+    weights = tmp_path / "tiny-tcsa.pt"
+    shutil.copy(trained / "run" / "last.pt", weights)
+    write_report(evaluate(weights, gesture_samples(trained / "data", "test"), n_crops=2), tmp_path / "tiny-tcsa.json")
+    clips = [tmp_path / "class01_hand_clap.aedat4", tmp_path / "class09_air_drums.aedat4", tmp_path / "unlabelled.aedat4"]
+    for clip, action in zip(clips, ("hand clap", "air drums", "air guitar")):
+        write_action_clip(clip, action, seed=3, duration=1.0)
+    classified = subprocess.run([sys.executable, "-m", "masnn", "classify", *map(str, clips), "--weights", str(weights),
+                                 "--json", "--top-k", "11"], capture_output=True, text=True, timeout=300)
+    assert classified.returncode == 0, classified.stderr
+    (tmp_path / "real.jsonl").write_text(classified.stdout)
+    lines = [json.loads(line) for line in classified.stdout.splitlines()]
+    classes = lines[0]["model"]["classes"]  # the tiny run has no class names: "class 0" ... "class 10"
+    truths = (classes[0], classes[8])  # class01 and class09 in the dataset's 1-based numbering
+    right = sum(line["prediction"]["class"] == truth for line, truth in zip(lines, truths))
+
+    card = subprocess.run([sys.executable, "-m", "masnn", "card", str(weights), "--report", str(tmp_path / "tiny-tcsa.json"),
+                           "--real", str(tmp_path / "real.jsonl")], capture_output=True, text=True, timeout=300)
+    assert card.returncode == 0, card.stderr
+    text = weights.with_suffix(".md").read_text()
+    assert f"Named correctly: {right} of 2 labelled recordings" in text
+    assert f"| `class09_air_drums.aedat4` | {truths[1]} | " in text and "| `unlabelled.aedat4` | - | " in text
+
+    other = [{**line, "model": {**line["model"], "sha256": "0" * 64}} for line in lines]
+    (tmp_path / "other.jsonl").write_text("\n".join(map(json.dumps, other)))
+    refused = subprocess.run([sys.executable, "-m", "masnn", "card", str(weights), "--report", str(tmp_path / "tiny-tcsa.json"),
+                              "--real", str(tmp_path / "other.jsonl")], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().startswith(f"error: {tmp_path / 'other.jsonl'}: made by other weights")

@@ -114,14 +114,19 @@ def card_command(
     compare: Optional[Path] = typer.Option(None, help="The report of its counterpart (the vanilla model, or the attention "
                                                       "model for a vanilla card): adds the comparison table. Default: none.",
                                            show_default=False),
+    real: Optional[Path] = typer.Option(None, help="`masnn classify --json` output of real recordings by these weights "
+                                                   "(JSON lines for several files): adds what it names each one, scored "
+                                                   "against class NN for a file named classNN_... Default: none.",
+                                        show_default=False),
 ):
-    """Write the figures of a model card (model, training curve, test results, comparison with vanilla) from the
-    checkpoint and its evaluation reports; the card's prose is kept, a missing card is started from a skeleton."""
+    """Write the figures of a model card (model, training curve, test results, comparison with vanilla, real
+    recordings) from the checkpoint and its reports; the card's prose is kept, a missing card is started from a
+    skeleton."""
     from masnn.shipped import resolve_weights
     from masnn.training.card import card_blocks, update_card
 
     weights = resolve_weights(weights)
-    blocks = card_blocks(weights, report, metrics, compare)  # reads four files; its errors name the one at fault
+    blocks = card_blocks(weights, report, metrics, compare, real)  # reads five files; its errors name the one at fault
     card = weights.with_suffix(".md")
     update_card(card, blocks)
     console.print(f"{card}: {', '.join(blocks)} written")

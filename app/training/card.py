@@ -153,9 +153,51 @@ def comparison_block(report: dict, other: dict) -> str:
     return "\n".join([f"| | {name} | {base_name} |", "|---|---|---|", *(f"| {x} | {y} | {z} |" for x, y, z in rows)])
 
 
-def card_blocks(weights: Path, report: Path, metrics: Path | None = None, compare: Path | None = None) -> dict[str, str]:
-    """The figure blocks of the card of ``weights``, from its evaluation report, its run's metrics and the report of
-    its counterpart; ValueError naming the file that does not belong."""
+# a DVS128 Gesture recording named by its label, 1-based as the dataset numbers its classes: class04_... is class 4
+_LABELLED_NAME = re.compile(r"class0*(\d+)")
+
+
+def read_classify_reports(path: Path, sha256: str) -> list[dict]:
+    """The `masnn classify --json` reports in ``path`` (one object, or JSON lines for several files), each made by
+    the weights whose hash is ``sha256``."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        reports = [json.loads(path.read_text())] if lines and lines[0].strip() == "{" else [json.loads(line) for line in lines]
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not `masnn classify --json` output ({e.msg}, line {e.lineno})") from None
+    if not reports or not all(isinstance(r, dict) and "prediction" in r for r in reports):
+        raise ValueError(f"{path}: not `masnn classify --json` output (no prediction in some line)")
+    if any(r["model"].get("sha256") != sha256 for r in reports):
+        raise ValueError(f"{path}: made by other weights than this card's (sha256 {sha256[:12]}...)")
+    return reports
+
+
+def real_block(reports: list[dict]) -> str:
+    """What the model names each real recording; a recording named ``classNN_...`` is scored against class NN."""
+    rows, named, labelled = [], 0, 0
+    for report in reports:
+        class_names = report["model"]["classes"]
+        name = Path(report["file"]).name
+        found = _LABELLED_NAME.match(name)
+        truth = class_names[int(found.group(1)) - 1] if found and 0 < int(found.group(1)) <= len(class_names) else None
+        prediction = report["prediction"]
+        probabilities = {row["class"]: row["probability"] for row in prediction["top_k"]}
+        ranked = [row["class"] for row in prediction["top_k"]]
+        rank = f"{ranked.index(truth) + 1} ({probabilities[truth]:.2f})" if truth in ranked else ("-" if truth is None else f"> {len(ranked)}")
+        right = truth is not None and prediction["class"] == truth
+        labelled += truth is not None
+        named += right
+        answer = f"**{prediction['class']}**" if right else prediction["class"]
+        rows.append(f"| `{name}` | {truth or '-'} | {answer} | {prediction['confidence']:.2f} | {rank} |")
+    return "\n".join([f"Named correctly: {named} of {labelled} labelled recordings (`masnn classify`, whole clip).", "",
+                      "| recording | class | named | confidence | rank of its class (probability) |",
+                      "|---|---|---|---|---|", *rows])
+
+
+def card_blocks(weights: Path, report: Path, metrics: Path | None = None, compare: Path | None = None,
+                real: Path | None = None) -> dict[str, str]:
+    """The figure blocks of the card of ``weights``, from its evaluation report, its run's metrics, the report of
+    its counterpart and `masnn classify` on real recordings; ValueError naming the file that does not belong."""
     checkpoint = load_checkpoint(weights)
     result = read_report(report)
     if result["model"] != checkpoint["model_args"]:
@@ -165,6 +207,9 @@ def card_blocks(weights: Path, report: Path, metrics: Path | None = None, compar
               "results": results_block(result, history)}
     if compare is not None:
         blocks["comparison"] = comparison_block(result, read_report(compare))
+    if real is not None:
+        sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+        blocks["real"] = real_block(read_classify_reports(real, sha256))
     return blocks
 
 
@@ -176,6 +221,7 @@ def skeleton(title: str, blocks: dict[str, str]) -> str:
     sections = [f"# {title}", blocks.get("model"), "## Data\n\nWhat it was trained and tested on; how the splits were made.",
                 "## Reproduce\n\n```bash\n# the exact commands\n```",
                 "## Against the vanilla SNN" if "comparison" in blocks else None, blocks.get("comparison"),
+                "## Real recordings (`masnn classify`)" if "real" in blocks else None, blocks.get("real"),
                 "## Training", blocks.get("training"), "## Results on the test split (`masnn evaluate`)", blocks.get("results"),
                 "## Limits\n\nWhat this model was not tested on."]
     return "\n\n".join(s for s in sections if s is not None) + "\n"

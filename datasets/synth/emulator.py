@@ -14,7 +14,8 @@ Per pixel, at every frame:
 - refractory period: an event closer than refractory_us to the pixel's previous *emitted* event is
   dropped, while the reference still moves as if it had fired (as v2e). The pixel's change is not lost,
   it just makes fewer events, as a real pixel held in reset does;
-- noise, independent of the signal: background activity (BA) at background_rate_hz on every pixel,
+- noise, independent of the signal: background activity (BA) at background_rate_hz per pixel on average,
+  the same on every pixel or log-normally spread over them (background_spread),
   ON with probability background_on_fraction (real BA is mostly leak events, which are ON); optional
   shot noise, strongest in the dark (v2e's rule: the rate falls linearly to a quarter at intensity >= 1),
   either polarity; a fixed random set of hot pixels at hot_pixel_rate_hz, either polarity. Noise events
@@ -57,7 +58,11 @@ class PixelParams:
     refractory_us: int = 100  # microseconds; events closer than this to the pixel's previous one are dropped
     cutoff_hz: float = 300.0  # Hz, photoreceptor -3 dB bandwidth at intensity 1.0, proportional to intensity; math.inf: no filter
     cutoff_floor_hz: float = 10.0  # Hz, the bandwidth never falls below this (dark pixels still settle, in ~16 ms)
-    background_rate_hz: float = 0.1  # BA (leak) noise events per pixel per second, uniform over the array
+    background_rate_hz: float = 0.1  # BA (leak) noise events per pixel per second, the array's mean
+    # sigma of the log of each pixel's BA rate, drawn once: 0 gives every pixel the same rate. Real arrays are
+    # leaky in a minority of pixels: a DVS128's background fires in ~10 % of its pixels over 1.5 s, about two
+    # events each, where an even rate would light twice as many pixels once
+    background_spread: float = 0.0
     background_on_fraction: float = 0.7  # fraction of BA events that are ON (leak events are ON)
     shot_noise_rate_hz: float = 0.1  # Hz per pixel, extra shot noise in the dark, 1/4 of it at intensity >= 1: dim scenes are noisier
     hot_pixel_fraction: float = 2e-4  # fraction of pixels that are hot (3 of 128x128)
@@ -68,7 +73,8 @@ class PixelParams:
         for name in ("threshold_on", "threshold_off", "cutoff_hz", "cutoff_floor_hz", "log_eps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("threshold_mismatch", "refractory_us", "background_rate_hz", "shot_noise_rate_hz", "hot_pixel_rate_hz"):
+        for name in ("threshold_mismatch", "refractory_us", "background_rate_hz", "background_spread", "shot_noise_rate_hz",
+                     "hot_pixel_rate_hz"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
@@ -192,6 +198,10 @@ class DvsEmulator:
         self._theta_off = self._draw_thresholds(params.threshold_off, n)
         n_hot = int(round(params.hot_pixel_fraction * n))
         self._hot = np.sort(self._rng.choice(n, n_hot, replace=False)).astype(np.int64)
+        self._background_cdf = None  # even BA rate; else where each BA event lands, by the pixel's share
+        if params.background_spread > 0:
+            share = np.cumsum(self._rng.lognormal(0.0, params.background_spread, n))
+            self._background_cdf = share / share[-1]
         self._lp = self._log(self._flat(first)).astype(np.float64)
         self._ref = self._lp.copy()
         self._last_t = np.full(n, NEVER_FIRED, dtype=np.int64)
@@ -260,7 +270,8 @@ class DvsEmulator:
         span_s = (until - start) * 1e-6
         n_ba, n_hot, n_shot = (int(c) for c in rng.poisson((p.background_rate_hz * n * span_s, p.hot_pixel_rate_hz * len(self._hot) * span_s, p.shot_noise_rate_hz * n * span_s)))
         pix = np.concatenate((
-            rng.integers(0, n, n_ba),
+            rng.integers(0, n, n_ba) if self._background_cdf is None
+            else np.minimum(np.searchsorted(self._background_cdf, rng.random(n_ba), "right"), n - 1),
             self._hot[rng.integers(0, len(self._hot), n_hot)] if n_hot else _NO_PIX,
             rng.integers(0, n, n_shot),
         ))
