@@ -251,7 +251,7 @@ def _clap(t, s, body, joints):
     opening = _size(s, t) * _between(0.35, 0.9, s.shape[1]) * (1 + np.cos(cycle)) / 2  # radians, per hand at most
     right_share = _between(0.35, 1.0, s.shape[3])
     meet = np.array([_between(-0.05, 0.05, s.shape[2]), 0.0, 0.0])
-    raise_hands = body.forearm * _between(0.15, 0.5, s.shape[0]) - 0.02 * np.sin(cycle)
+    raise_hands = body.forearm * _between(-0.1, 0.3, s.shape[0]) - 0.02 * np.sin(cycle)  # hands near elbow height
     out = {}
     for side, sign, share in (("r", -1, right_share), ("l", 1, 1.35 - right_share)):
         shoulder = joints[f"shoulder_{side}"]
