@@ -12,6 +12,7 @@ Checkpoints written before that (the shipped ones among them) and older TOML fil
 milliseconds (``dt_ms``, ``denoise_ms``); ``framing_table`` is the one place that reads that older spelling."""
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from pathlib import Path
@@ -119,6 +120,11 @@ def framing_config(framing: dict, steps: int) -> FramingConfig:
 def checkpoint_framing(checkpoint: dict) -> FramingConfig:
     """The frames a loaded checkpoint's model is fed (a checkpoint may have no config: the defaults)."""
     return framing_config((checkpoint.get("config") or {}).get("framing", {}), checkpoint["model_args"]["T"])
+
+
+def file_sha256(path: str | Path) -> str:
+    """The hex sha256 of a weights file: what cards state and classify reports carry, so they name the same bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:

@@ -14,7 +14,6 @@ than ``min_events`` events are "idle" (no prediction is made from nothing).
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from masnn.calibration import UNCERTAIN, answer, is_uncertain, load_calibration
-from masnn.checkpoint import MAX_DT_US, build_model, checkpoint_framing, is_number, load_checkpoint
+from masnn.checkpoint import MAX_DT_US, build_model, checkpoint_framing, file_sha256, is_number, load_checkpoint
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
@@ -111,7 +110,7 @@ class Classifier:
         names = list(config.get("class_names") or [f"class {i}" for i in range(args["num_classes"])])
         return cls(model, runner, framing, names, str(path), dict(args), target, config.get("loss", "mse"),
                    config.get("ce_scale", 10.0), calibration=load_calibration(path) if calibrated else None,
-                   sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+                   sha256=file_sha256(path))
 
     @property
     def window_us(self) -> int:

@@ -26,12 +26,12 @@ QUIET = PixelParams(background_rate_hz=0.0, hot_pixel_fraction=0.0)
 
 
 @pytest.fixture(scope="module")
-def gesture_set(gesture_root):
+def folder(gesture_root):
+    """The DvsGesture folder of the session's tiny gesture set."""
     return gesture_root / "DvsGesture"
 
 
-def test_gesture_layout_matches_the_real_dataset(gesture_set):
-    folder = gesture_set
+def test_gesture_layout_matches_the_real_dataset(folder):
     train, test = split_users(3)
     assert (train, test) == ([1, 2], [3])
     assert (folder / "trials_to_train.txt").read_text().split() == ["user01_lab.aedat", "user02_lab.aedat"]
@@ -50,10 +50,9 @@ def test_gesture_layout_matches_the_real_dataset(gesture_set):
             assert np.count_nonzero((events["t"] >= start) & (events["t"] < end)) > 100
 
 
-def test_gesture_files_are_read_by_tonic(gesture_set):
+def test_gesture_files_are_read_by_tonic(folder):
     import tonic.io
 
-    folder = gesture_set
     path = str(folder / "user01_lab.aedat")
     version, data_start, _ = tonic.io.read_aedat_header_from_file(path)
     words = tonic.io.get_aer_events_from_file(path, version, data_start)  # raw address and timestamp
@@ -66,8 +65,7 @@ def test_gesture_files_are_read_by_tonic(gesture_set):
     np.testing.assert_array_equal((address >> 1) & 1, ours["p"])
 
 
-def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, gesture_set):
-    folder = gesture_set
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, folder):
     again = tmp_path / "again"
     write_gesture_dataset(again, users=1, seed=7, preset=GESTURE_PRESETS["tiny"], workers=1)
     assert (again / "DvsGesture/user01_lab.aedat").read_bytes() == (folder / "user01_lab.aedat").read_bytes()
@@ -204,8 +202,7 @@ def test_cli_refuses_an_unknown_action(tmp_path):
     assert result.returncode == 2 and "unknown action" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_cli_gesture_set_in_parallel_equals_serial(tmp_path, gesture_set):
-    folder = gesture_set
+def test_cli_gesture_set_in_parallel_equals_serial(tmp_path, folder):
     result = subprocess.run(
         [sys.executable, "-m", "masnn", "synth", "gesture", "--out", str(tmp_path), "--users", "3", "--seed", "7", "--preset", "tiny", "--workers", "2"],
         capture_output=True, text=True, timeout=300,
@@ -215,10 +212,9 @@ def test_cli_gesture_set_in_parallel_equals_serial(tmp_path, gesture_set):
         assert (tmp_path / "DvsGesture" / name).read_bytes() == (folder / name).read_bytes()
 
 
-def test_cli_stats_compares_recordings(gesture_set):
+def test_cli_stats_compares_recordings(folder):
     import json
 
-    folder = gesture_set
     paths = [str(folder / "user01_lab.aedat"), str(folder / "user02_lab.aedat")]
     result = subprocess.run([sys.executable, "-m", "masnn", "synth", "stats", "--json", *paths], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -4,14 +4,13 @@ between ``<!-- masnn card: NAME -->`` and ``<!-- /masnn card: NAME -->`` lines, 
 those blocks; a card that does not exist yet is started from a skeleton with every block."""
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 
 import torch
 
-from masnn.checkpoint import load_checkpoint
+from masnn.checkpoint import file_sha256, load_checkpoint
 from masnn.datasets.io.writers import atomic_path
 from masnn.models.attention import parse_attention
 
@@ -32,19 +31,18 @@ def _window(report: dict) -> tuple[int, float]:
     return framing["n_frames"], framing["dt_us"] / 1000
 
 
-def model_block(weights: Path, checkpoint: dict, report: dict) -> str:
+def model_block(weights: Path, sha256: str, checkpoint: dict, report: dict) -> str:
     args, bench = report["model"], report["neurobench"]
     half = any(t.dtype == torch.float16 for t in checkpoint["model"].values())
     storage = ", float16 storage (loads into float32)" if half else ""
     steps, dt_ms = _window(report)
     size = report["framing"]["size"]
     attention = parse_attention(args["attention"]) or "none (vanilla SNN)"
-    data = weights.read_bytes()
     return "\n".join([
         f"MA-SNN `{args['name']}`, attention **{attention}**, placement `{args['placement']}`, {args['num_classes']} classes, "
         f"input 2 x {size} x {size}, T = {steps} frames of dt = {dt_ms:g} ms (a {steps * dt_ms / 1000:g} s window).",
         "",
-        f"- file: `{weights.name}`, {len(data) / 1e6:.1f} MB{storage}, sha256 `{hashlib.sha256(data).hexdigest()}`",
+        f"- file: `{weights.name}`, {weights.stat().st_size / 1e6:.1f} MB{storage}, sha256 `{sha256}`",
         f"- parameters: {bench['parameter_count']:,}; neurons: {bench['neurons']:,}",
         f"- classes: {', '.join(report['class_names'] or map(str, range(args['num_classes'])))}",
     ])
@@ -160,9 +158,12 @@ _LABELLED_NAME = re.compile(r"class0*(\d+)")
 def read_classify_reports(path: Path, sha256: str) -> list[dict]:
     """The `masnn classify --json` reports in ``path`` (one object, or JSON lines for several files), each made by
     the weights whose hash is ``sha256``."""
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
     try:
-        reports = [json.loads(path.read_text())] if lines and lines[0].strip() == "{" else [json.loads(line) for line in lines]
+        try:
+            reports = [json.loads(text)]
+        except json.JSONDecodeError:  # several files: one report a line
+            reports = [json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not `masnn classify --json` output ({e.msg}, line {e.lineno})") from None
     if not reports or not all(isinstance(r, dict) and "prediction" in r for r in reports):
@@ -181,9 +182,8 @@ def real_block(reports: list[dict]) -> str:
         found = _LABELLED_NAME.match(name)
         truth = class_names[int(found.group(1)) - 1] if found and 0 < int(found.group(1)) <= len(class_names) else None
         prediction = report["prediction"]
-        probabilities = {row["class"]: row["probability"] for row in prediction["top_k"]}
-        ranked = [row["class"] for row in prediction["top_k"]]
-        rank = f"{ranked.index(truth) + 1} ({probabilities[truth]:.2f})" if truth in ranked else ("-" if truth is None else f"> {len(ranked)}")
+        ranks = {row["class"]: f"{i} ({row['probability']:.2f})" for i, row in enumerate(prediction["top_k"], start=1)}
+        rank = "-" if truth is None else ranks.get(truth, f"> {len(ranks)}")
         right = truth is not None and prediction["class"] == truth
         labelled += truth is not None
         named += right
@@ -203,12 +203,12 @@ def card_blocks(weights: Path, report: Path, metrics: Path | None = None, compar
     if result["model"] != checkpoint["model_args"]:
         raise ValueError(f"{report}: a report on another model than {weights} ({result['model']})")
     history = run_history(checkpoint, metrics)
-    blocks = {"model": model_block(weights, checkpoint, result), "training": training_block(checkpoint, history),
+    sha256 = file_sha256(weights)
+    blocks = {"model": model_block(weights, sha256, checkpoint, result), "training": training_block(checkpoint, history),
               "results": results_block(result, history)}
     if compare is not None:
         blocks["comparison"] = comparison_block(result, read_report(compare))
     if real is not None:
-        sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
         blocks["real"] = real_block(read_classify_reports(real, sha256))
     return blocks
 
