@@ -12,8 +12,8 @@ import torch
 import masnn.datasets.loaders.augmented as augmented_module
 from masnn.datasets.io.readers import read_events
 from masnn.datasets.loaders.augmented import AugmentedFrameDataset, EventCache, training_set
-from masnn.datasets.loaders.cache import FrameCache, FrameDataset, frame_window
-from masnn.datasets.loaders.gesture import gesture_samples
+from masnn.datasets.loaders.cache import FrameCache, FrameDataset, Sample, frame_window
+from masnn.datasets.loaders.gesture import NO_GESTURE, gesture_samples
 from masnn.datasets.transforms.augment_recipe import RECOMMENDED
 from masnn.datasets.transforms.pipeline import FramingConfig
 from masnn.training.config import TrainConfig, load_config
@@ -104,13 +104,18 @@ def test_training_set_follows_the_spec(samples, tmp_path):
     assert type(off) is FrameDataset and off.cache is frames
     on = training_set(samples, SMALL, "noise=0.5", 0, frames)
     assert isinstance(on, AugmentedFrameDataset) and on.event_cache.root == tmp_path / "cache" / "events"
+    first, fifth = samples[0], samples[4]  # gestures 2-4 between them: a stretch of some 2 s with no label
+    with_stretches = training_set([first, fifth], SMALL, "noise=0.5", 0, frames, no_gesture=True)
+    assert with_stretches.samples == [first, fifth, Sample(first.path, NO_GESTURE, first.end_us + 200_000, fifth.start_us - 200_000, first.subject)]
+    assert training_set(samples, SMALL, "", 0, frames, no_gesture=True).samples == samples  # the tiny set's gaps are 0.1-0.2 s
 
 
 def test_config_augment_field_and_preset():
     assert TrainConfig().augment == ""
     assert load_config(preset="gesture-cpu-sim2real").augment == RECOMMENDED
     small, sim2real = load_config(preset="gesture-cpu-small"), load_config(preset="gesture-cpu-sim2real")
-    assert replace(sim2real, augment="") == small  # the same recipe otherwise
+    assert sim2real.no_gesture and not small.no_gesture
+    assert replace(sim2real, augment="", no_gesture=False) == small  # the same recipe otherwise
     assert load_config(preset="gesture-cpu-sim2real", overrides={"augment": ""}).augment == ""
     with pytest.raises(ValueError, match="unknown augmentation 'flip'"):
         TrainConfig(augment="flip=1")

@@ -14,9 +14,9 @@ import torch
 import masnn.datasets.loaders.cache as cache_module
 from masnn.datasets.io.readers import open_recording, read_events
 from masnn.datasets.io.recording import first_event_time
-from masnn.datasets.loaders.cache import FrameCache, FrameDataset, frame_window
+from masnn.datasets.loaders.cache import FrameCache, FrameDataset, Sample, frame_window
 from masnn.datasets.loaders.gait import gait_samples, gait_subjects
-from masnn.datasets.loaders.gesture import gesture_samples, tonic_gesture_samples
+from masnn.datasets.loaders.gesture import NO_GESTURE, gesture_samples, no_gesture_samples, tonic_gesture_samples
 from masnn.datasets.synth.generator import write_gait_dataset
 from masnn.datasets.transforms.pipeline import FramingConfig, frame_recording
 
@@ -72,6 +72,23 @@ def test_gesture_class_twice_and_overlap_are_kept(gesture_root, tmp_path):
     assert gesture_samples(tmp_path, "test") == []
     with pytest.raises(FileNotFoundError, match="DvsGesture.tar.gz"):
         gesture_samples(tmp_path / "nowhere", "train")
+
+
+def test_no_gesture_samples_are_the_unlabelled_stretches_a_window_long():
+    a, b = "user01_lab.aedat", "user02_lab.aedat"
+    labelled = [
+        Sample(a, 0, 1_000_000, 2_000_000, "user01"),
+        Sample(a, 2, 4_000_000, 7_000_000, "user01"),
+        Sample(b, 0, 0, 1_000_000, "user02"),  # the only gesture of its recording: no stretch
+        Sample(a, 1, 2_500_000, 3_000_000, "user01"),  # listed out of order
+        Sample(a, 3, 4_500_000, 5_000_000, "user01"),  # inside the one before: the stretch starts after 7.0 s, not 5.0 s
+        Sample(a, 4, 8_500_000, 9_000_000, "user01"),
+    ]
+    # a's gaps: 2.0-2.5 s and 3.0-4.0 s are under 0.9 s once 0.2 s is kept clear on both sides; 7.0-8.5 s is not
+    assert no_gesture_samples(labelled, min_us=900_000, margin_us=200_000) == [Sample(a, NO_GESTURE, 7_200_000, 8_300_000, "user01")]
+    assert no_gesture_samples(labelled, min_us=1_200_000, margin_us=200_000) == []
+    assert [(s.start_us, s.end_us) for s in no_gesture_samples(labelled, min_us=500_000, margin_us=0)] == [
+        (2_000_000, 2_500_000), (3_000_000, 4_000_000), (7_000_000, 8_500_000)]
 
 
 def _tonic_table(rng, n, t0_ms):

@@ -1,5 +1,6 @@
 """Synthetic recordings: the real datasets' layouts, determinism, and motions that are what they are called."""
 import csv
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ from masnn.datasets.synth.emulator import PixelParams
 from masnn.datasets.synth.generator import (
     GESTURE_PRESETS,
     gait_recording,
+    gesture_recording,
     random_scene,
     simulate,
     split_users,
@@ -20,7 +22,7 @@ from masnn.datasets.synth.generator import (
     write_gait_dataset,
     write_gesture_dataset,
 )
-from masnn.datasets.synth.motions import Body, gesture_pose, random_gait, random_style, walk_pose
+from masnn.datasets.synth.motions import Body, Interlude, gesture_pose, random_gait, random_style, walk_pose
 
 QUIET = PixelParams(background_rate_hz=0.0, hot_pixel_fraction=0.0)
 
@@ -251,3 +253,31 @@ def test_arm_roll_stays_in_front_of_the_chest():
     centre_x = scene.placement.pelvis_x
     width = scene.placement.height_px * 0.2
     assert np.mean(np.abs(events["x"] - centre_x) < width) > 0.7
+
+
+def test_interludes_leave_unlabelled_stretches_and_keep_the_gestures():
+    plain = GESTURE_PRESETS["tiny"]
+    _, without = gesture_recording(3, "lab", 0, plain)
+    _, labels = gesture_recording(3, "lab", 0, replace(plain, interludes=2, interlude_s=(1.5, 1.6)))
+    assert [c for c, _, _ in labels] == list(range(1, 12))
+    lengths = np.array([e - s for _, s, e in labels]) - [e - s for _, s, e in without]
+    assert np.abs(lengths).max() <= 1  # the same gestures (microseconds rounded at other starts)
+    gaps = np.array([s - e for (_, _, e), (_, s, _) in zip(labels[:-1], labels[1:])])
+    assert (gaps >= 1_500_000).sum() == 2 and np.sort(gaps)[:-2].max() <= 200_000  # two interludes; the rest as tiny's gaps
+
+
+@pytest.mark.parametrize("kind, axis, sign", [("step", 0, -1), ("crouch", 1, 1)])
+def test_steps_and_crouches_move_the_whole_body_away_and_back(kind, axis, sign):
+    interlude = Interlude(kind, duration=2.0, amplitude=0.2, travel_s=0.6, direction=-1)
+    offsets = np.array([interlude.offset(t) for t in np.linspace(0, 2.0, 201)])
+    assert np.abs(offsets[[0, -1]]).max() < 1e-9  # starts and ends where the person stood
+    assert offsets[100, axis] == pytest.approx(sign * 0.2)  # held away in the middle (a crouch goes down: +y)
+    assert np.abs(np.diff(offsets[:, axis])).max() < 0.2 * 1.5 * 0.01 / 0.6 * 1.01  # smoothstep: at most 1.5x the mean speed
+    assert Interlude(kind, 2.0, 0.2).idle_gain(1.0) == 1.0
+
+
+def test_still_and_fidget_scale_the_idle_motion_eased_in_and_out():
+    fidget = Interlude("fidget", duration=2.0, amplitude=4.0)
+    assert fidget.offset(1.0) == (0.0, 0.0)
+    assert fidget.idle_gain(0.0) == fidget.idle_gain(2.0) == 1.0 and fidget.idle_gain(1.0) == 4.0
+    assert Interlude("still", 2.0, 0.2).idle_gain(1.0) == pytest.approx(0.2)

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from masnn.checkpoint import build_model, load_checkpoint
 from masnn.datasets.io import writers
 from masnn.training.config import TrainConfig, load_config
-from masnn.training.loop import PAPER_BEST_TEST, accuracy, train
+from masnn.training.loop import PAPER_BEST_TEST, accuracy, class_targets, train
 
 TINY = {"model": "ma-snn-3layer", "attention": "none", "T": 4, "num_classes": 3, "model_kwargs": {"input_size": 8},
         "framing": {"size": 8}, "batch_size": 8, "lr": 1e-3, "epochs": 2, "seed": 0}  # frames as large as the input
@@ -91,6 +91,39 @@ def test_learns_tiny_set_well_above_chance(tmp_path):
     assert csv[0].startswith("epoch,train_loss") and len(csv) == 7
     best = load_checkpoint(tmp_path / "learn" / "best.pt")
     assert best["best"] == max(r["val_acc"] for r in rows) == result["best"]
+
+
+class BlobsAndNoGesture(Blobs):
+    """Blobs, then ``n_none`` items of noise alone labelled -1 (no gesture)."""
+
+    def __init__(self, n: int, n_none: int, seed: int = 0, steps: int = 4):
+        super().__init__(n + n_none, seed, steps=steps)
+        self.labels[n:] = -1
+        self.frames[n:] = (torch.rand(n_none, steps, 2, 8, 8, generator=torch.Generator().manual_seed(seed + 50)) < 0.1).float()
+
+
+def _top_probability_on_noise(checkpoint, steps: int) -> float:
+    """The mean top class probability (rates / their sum, as masnn classify's) over windows of noise alone."""
+    model = build_model(load_checkpoint(checkpoint)).eval()
+    with torch.no_grad():
+        rates = model(BlobsAndNoGesture(0, 24, seed=2, steps=steps).frames.transpose(0, 1))  # (B, classes)
+    return torch.where(rates.sum(1) > 0, rates.max(1).values / rates.sum(1).clamp_min(1e-12), torch.tensor(1 / 3)).mean().item()
+
+
+def test_no_gesture_items_train_towards_every_class_equally_likely(tmp_path):
+    expected = torch.tensor([[0, 0, 1], [1 / 3, 1 / 3, 1 / 3]])
+    assert torch.allclose(class_targets(torch.tensor([2, -1]), 3, torch.float32), expected)
+    steps = 12  # enough time steps for spike counts near 1/3 each
+    data = BlobsAndNoGesture(48, 24, steps=steps)
+    assert data.frames[48:].max() == 1  # no blob (2 or more) in the no-gesture items
+    top, history = {}, {}
+    for name, train_set in (("with", data), ("without", Blobs(48, steps=steps))):
+        result = train(config(tmp_path, name, epochs=8, scheduler="cosine", T=steps), train_set, val_set=Blobs(24, seed=1, steps=steps))
+        assert result["val_acc"] >= 0.8, result["history"]
+        top[name], history[name] = _top_probability_on_noise(tmp_path / name / "best.pt", steps), result["history"]
+    assert top["with"] < 0.8 and top["without"] > 0.9, top  # measured: 0.70 and 1.0 (noise named confidently)
+    # the training accuracy counts the 48 items with a gesture only: counting all 72 it could not pass 48 / 72
+    assert history["with"][-1]["train_acc"] > 0.75, history["with"]
 
 
 def test_paper_selection_is_the_best_test_epoch_and_kept_apart(tmp_path):

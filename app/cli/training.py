@@ -74,12 +74,14 @@ def train_command(
     if not cfg.class_names:
         cfg.class_names = spec.class_names(data)
     frame_cache = _frame_cache(cache, data)
-    train_set = training_set(train_samples, framing, cfg.augment, cfg.seed, frame_cache)  # augmented when cfg.augment says so
+    train_set = training_set(train_samples, framing, cfg.augment, cfg.seed, frame_cache, cfg.no_gesture)  # augmented when cfg.augment says so
     val_set = FrameDataset(val_samples, framing, "random-crop", seed=cfg.seed + 1, cache=frame_cache) if val_samples else None
     paper_test_set = None
     if paper_test_selection:
         paper_test_set = FrameDataset(spec.samples(data, "test"), framing, "random-crop", seed=cfg.seed + 2, cache=frame_cache)
-    console.print(f"{len(train_samples)} training and {len(val_samples)} validation samples; {framing}"
+    no_gesture = len(train_set) - len(train_samples)
+    console.print(f"{len(train_samples)} training" + (f" (and {no_gesture} without a gesture)" if cfg.no_gesture else "")
+                  + f" and {len(val_samples)} validation samples; {framing}"
                   + (f"; training crops augmented: {cfg.augment}" if cfg.augment else ""), soft_wrap=True)
     result = train(cfg, train_set, val_set, progress=True, resume=resume, paper_test_set=paper_test_set)
     console.print(f"best validation accuracy: {result['best']} (best.pt); checkpoints and metrics in {cfg.out_dir}")

@@ -44,9 +44,18 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_acc", "lr", "output_ra
 PAPER_BEST_TEST = "paper_best_test_acc"
 PAPER_SELECTION = "best test accuracy over epochs (paper's selection: the test set picked the epoch, optimistic)"
 
+
+
+def class_targets(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, classes) targets: one-hot rows, and every class equally likely for a sample with no gesture (a
+    negative label, masnn.datasets.loaders.gesture.NO_GESTURE)."""
+    one_hot = F.one_hot(labels.clamp_min(0), num_classes).to(dtype)
+    return torch.where((labels < 0)[:, None], torch.full_like(one_hot, 1.0 / num_classes), one_hot)
+
+
 LOSSES = {  # (config, output firing rates (B, classes), labels (B,)) -> loss
-    "mse": lambda config, rates, labels: F.mse_loss(rates, F.one_hot(labels, config.num_classes).to(rates.dtype)),
-    "ce": lambda config, rates, labels: F.cross_entropy(rates * config.ce_scale, labels),
+    "mse": lambda config, rates, labels: F.mse_loss(rates, class_targets(labels, config.num_classes, rates.dtype)),
+    "ce": lambda config, rates, labels: F.cross_entropy(rates * config.ce_scale, class_targets(labels, config.num_classes, rates.dtype)),
 }
 SCHEDULERS = {  # (config, optimizer) -> learning-rate scheduler stepped once an epoch, or None
     "plateau": lambda config, optimizer: torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -225,10 +234,11 @@ def _progress(enabled: bool):
 
 def _train_epoch(config: TrainConfig, net: nn.Module, optimizer, loader: DataLoader, device: torch.device, world: int,
                  bars, title: str, watched: bool) -> tuple[list[float], float]:
-    """One pass over ``loader``: ([loss * n, correct, rate * n, n] summed over every rank's samples, seconds)."""
+    """One pass over ``loader``: ([loss * n, correct, rate * n, n, n with a gesture] summed over every rank's
+    samples, seconds)."""
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=config.amp and device.type == "cuda")
     net.train()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    sums = torch.zeros(5, dtype=torch.float64, device=device)
     steps = bars.add_task(title, total=len(loader), stats="")
     started = time.perf_counter()
     for frames, labels in loader:
@@ -242,10 +252,10 @@ def _train_epoch(config: TrainConfig, net: nn.Module, optimizer, loader: DataLoa
         optimizer.step()
         n = len(labels)
         sums += torch.stack([loss.detach().double() * n, (rates.argmax(1) == labels).sum().double(),
-                             rates.detach().double().mean() * n, sums.new_tensor(n)])
+                             rates.detach().double().mean() * n, sums.new_tensor(n), (labels >= 0).sum().double()])
         if watched:  # tolist() waits for the GPU: only when someone watches
             s = sums.tolist()
-            bars.update(steps, advance=1, stats=f"loss {s[0] / s[3]:.4f} acc {s[1] / s[3]:.3f} rate "
+            bars.update(steps, advance=1, stats=f"loss {s[0] / s[3]:.4f} acc {s[1] / max(s[4], 1):.3f} rate "
                         f"{s[2] / s[3]:.3f} {s[3] * world / (time.perf_counter() - started):.0f} samples/s")
     if world > 1:
         dist.all_reduce(sums)  # every rank steps its scheduler on the same (global) training loss
@@ -270,8 +280,8 @@ def _score_epoch(config: TrainConfig, model: nn.Module, device: torch.device, va
 
 
 def _metrics_row(epoch: int, sums: list[float], seconds: float, lr: float, val_acc, test_acc) -> dict:
-    loss_sum, correct, rate_sum, count = sums
-    return {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
+    loss_sum, correct, rate_sum, count, with_gesture = sums
+    return {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(with_gesture, 1),
             "val_acc": val_acc, "lr": lr, "output_rate": rate_sum / max(count, 1), "samples_per_s": count / seconds,
             "test_acc": test_acc}
 

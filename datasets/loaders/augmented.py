@@ -29,6 +29,7 @@ import torch
 from masnn.datasets.events import EVENT_DTYPE
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.loaders.cache import FrameDataset, NpyCache, Sample, read_window, sample_key
+from masnn.datasets.loaders.gesture import no_gesture_samples
 from masnn.datasets.transforms.augment_recipe import parse_augment
 from masnn.datasets.transforms.augment_spatial import copy_events
 from masnn.datasets.transforms.framing import first_index_at_or_after
@@ -105,9 +106,13 @@ class AugmentedFrameDataset(FrameDataset):
         return torch.from_numpy(frames.astype(np.float32)), sample.label
 
 
-def training_set(samples: list[Sample], config: FramingConfig, augment: str, seed: int, frame_cache=None):
+def training_set(samples: list[Sample], config: FramingConfig, augment: str, seed: int, frame_cache=None,
+                 no_gesture: bool = False):
     """The training split's dataset: FrameDataset's random crops (through ``frame_cache``), or, with an
-    augmentation spec, AugmentedFrameDataset's (through an EventCache in the frame cache's folder /events)."""
+    augmentation spec, AugmentedFrameDataset's (through an EventCache in the frame cache's folder /events);
+    ``no_gesture`` adds the samples' unlabelled stretches that hold a whole window (after them, NO_GESTURE)."""
+    if no_gesture:
+        samples = samples + no_gesture_samples(samples, config.n_frames * config.dt_us)
     if not parse_augment(augment):
         return FrameDataset(samples, config, "random-crop", seed=seed, cache=frame_cache)
     event_cache = None if frame_cache is None else EventCache(frame_cache.root / "events")

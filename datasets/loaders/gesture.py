@@ -10,6 +10,10 @@ samples overlap by that much and share those events. The rows are used exactly a
 (as the 1176/288 counts and the authors' code do); nothing is clipped or dropped. Rows whose end is not
 after their start, or whose class is outside 1..11, are refused with an error naming the file and line.
 
+Stretches with no gesture: ``no_gesture_samples`` makes samples labelled NO_GESTURE (-1) of the unlabelled time
+between a recording's labelled gestures that holds a whole window; training can use them (the config's
+``no_gesture``) so that a window without a gesture reads as uncertain.
+
 tonic's layout (<root>/DVSGesture/ibmGestureTrain|ibmGestureTest/userNN_<lighting>/<label>.npy, an (N, 4)
 array of x, y, p, t in milliseconds, file name = 0-based label 0..10): one sample per file, the window
 from its first event to its last (+1 us); the reader converts t to microseconds.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import defaultdict
 from pathlib import Path
 
 from masnn.datasets.io.readers import open_recording
@@ -25,6 +30,8 @@ from masnn.datasets.loaders.cache import FrameCache, FrameDataset, Sample
 from masnn.datasets.loaders.table import SPLITS
 
 N_CLASSES = 11
+NO_GESTURE = -1  # the label of a stretch with no gesture in it: trained towards every class being equally likely
+NO_GESTURE_MARGIN_US = 200_000  # kept clear of the labelled gestures on both sides: labels are not exact to the frame
 TONIC_FOLDERS = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
 WHERE_TO_GET = (
     "download IBM's DvsGesture.tar.gz (https://research.ibm.com/interactive/dvsgesture/) and unpack it so "
@@ -126,4 +133,23 @@ def tonic_gesture_samples(root: str | Path, split: str) -> list[Sample]:
     return samples
 
 
-__all__ = ["FrameCache", "FrameDataset", "Sample", "gesture_folder", "gesture_samples", "read_labels", "tonic_gesture_samples"]
+def no_gesture_samples(samples: list[Sample], min_us: int, margin_us: int = NO_GESTURE_MARGIN_US) -> list[Sample]:
+    """The unlabelled stretches between consecutive labelled samples of each recording, ``margin_us`` clear of
+    both, that are at least ``min_us`` long, as samples labelled NO_GESTURE (recordings in first-seen order, then
+    by time). Samples of other recordings, or one sample per recording (gait walks, tonic's files), give none."""
+    by_recording = defaultdict(list)
+    for sample in samples:
+        by_recording[sample.path].append(sample)
+    stretches = []
+    for path, labelled in by_recording.items():
+        labelled = sorted(labelled, key=lambda s: s.start_us)
+        reach = labelled[0].end_us
+        for sample in labelled[1:]:
+            start, end = reach + margin_us, sample.start_us - margin_us
+            if end - start >= min_us:
+                stretches.append(Sample(path, NO_GESTURE, start, end, sample.subject))
+            reach = max(reach, sample.end_us)
+    return stretches
+
+
+__all__ = ["FrameCache", "FrameDataset", "Sample", "NO_GESTURE", "gesture_folder", "gesture_samples", "no_gesture_samples", "read_labels", "tonic_gesture_samples"]

@@ -8,7 +8,8 @@ timestamps. Everything derives from one seed, so a dataset is reproducible bit f
 
 Layouts written here are those of the real datasets, so the same readers and loaders serve both:
 - DVS128 Gesture: DvsGesture/userNN_<lighting>.aedat (AEDAT 3.1) + userNN_<lighting>_labels.csv +
-  trials_to_train.txt / trials_to_test.txt, split by user;
+  trials_to_train.txt / trials_to_test.txt, split by user; between some gestures, unlabelled interludes
+  of no gesture (standing still, fidgeting, a step aside, sitting down and up);
 - DVS128 Gait: train|test/<subject id>/<walk>.txt, one "t x y p" line per event.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from masnn.datasets.synth.motions import (
     Body,
     Gait,
     Idle,
+    Interlude,
     Placement,
     body_motion,
     far_side,
@@ -195,14 +197,19 @@ def pixel_params_for(lighting: Lighting, base: PixelParams) -> PixelParams:
 class GesturePreset:
     gesture_s: tuple[float, float] = (5.0, 7.0)  # each gesture's length, uniform in this range
     gap_s: tuple[float, float] = (0.6, 2.0)  # rest between gestures
+    # unlabelled stretches with no gesture (Interlude: still, fidgeting, a step, a crouch), each after a
+    # different gesture: what training without gestures learns from (masnn.datasets.loaders.gesture.no_gesture_samples)
+    interludes: int = 2
+    interlude_s: tuple[float, float] = (3.0, 5.0)
     lightings: tuple[str, ...] = LIGHTINGS
     frame_rate: float = 500.0
 
 
 GESTURE_PRESETS = {
     "full": GesturePreset(),
-    "small": GesturePreset(gesture_s=(2.0, 2.5), gap_s=(0.3, 0.6), lightings=("lab", "fluorescent"), frame_rate=400.0),
-    "tiny": GesturePreset(gesture_s=(0.6, 0.8), gap_s=(0.1, 0.2), lightings=("lab",), frame_rate=300.0),
+    "small": GesturePreset(gesture_s=(2.0, 2.5), gap_s=(0.3, 0.6), interlude_s=(1.8, 2.4), lightings=("lab", "fluorescent"),
+                           frame_rate=400.0),
+    "tiny": GesturePreset(gesture_s=(0.6, 0.8), gap_s=(0.1, 0.2), interludes=0, lightings=("lab",), frame_rate=300.0),
 }
 
 
@@ -228,16 +235,29 @@ def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset
     idle = Idle.random(user_rng)
     scene = random_scene(sensor_size, lighting, rng, body=body)
     t0_us = int(rng.integers(5_000_000, 60_000_000))
-    timeline = []  # (start s, end s, class index or None)
+    # the interludes draw from their own generator: the gestures' lengths, gaps and styles are those without them
+    interlude_rng = np.random.default_rng([seed, user, LIGHTINGS.index(lighting) if lighting in LIGHTINGS else 99, 11])
+    after = set(interlude_rng.choice(len(GESTURE_CLASSES) - 1, size=preset.interludes, replace=False).tolist())
+    timeline, interludes = [], []  # (start s, end s, class index, style); (start s, Interlude)
     t = rng.uniform(*preset.gap_s)
     for gesture in range(len(GESTURE_CLASSES)):
         length = rng.uniform(*preset.gesture_s)
         timeline.append((t, t + length, gesture, random_style(gesture, rng, tempo)))
         t += length + rng.uniform(*preset.gap_s)
+        if gesture in after:
+            interlude = Interlude.random(interlude_rng, interlude_rng.uniform(*preset.interlude_s))
+            interludes.append((t, interlude))
+            t += interlude.duration + interlude_rng.uniform(*preset.gap_s)
     duration = t
     sway = int(rng.integers(1 << 30))
 
     def pose_at(time: float):
+        for start, interlude in interludes:
+            if start <= time < start + interlude.duration:
+                dx, dy = interlude.offset(time - start)
+                placement = replace(scene.placement, pelvis_x=scene.placement.pelvis_x + dx * scene.placement.height_px,
+                                    pelvis_y=scene.placement.pelvis_y + dy * scene.placement.height_px)
+                return body_motion(rest_pose(time, body, sway), time, idle.scaled(interlude.idle_gain(time - start))), placement, None
         for start, end, gesture, style in timeline:
             if start <= time < end:
                 # ease in and out of the gesture from the rest pose over 0.3 s

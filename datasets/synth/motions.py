@@ -208,6 +208,52 @@ class Idle:
         return cls(sway=rng.uniform(0.004, 0.025), shift=rng.uniform(0.002, 0.012), breath=rng.uniform(0.001, 0.005),
                    head=rng.uniform(0.004, 0.02), follow=rng.uniform(0.02, 0.08), phases=tuple(rng.uniform(0, TAU, 5)))
 
+    def scaled(self, gain: float) -> "Idle":
+        """The same person moving ``gain`` times as much (the arms' pull on the shoulders unchanged)."""
+        return Idle(self.sway * gain, self.shift * gain, self.breath * gain, self.head * gain, self.follow, self.phases)
+
+
+INTERLUDE_KINDS = ("still", "fidget", "step", "crouch")
+
+
+@dataclass(frozen=True)
+class Interlude:
+    """A stretch with no gesture in it, as people fill the time between gestures: standing still, fidgeting
+    (swaying and looking around), stepping sideways and back, or bobbing down and up (sitting down and standing
+    up, crouching). The whole body moves; the arms only hang. ``amplitude``: how many times the person's idle
+    motion for still and fidget, how far the pelvis travels (body heights) for step and crouch; one way of the
+    trip takes ``travel_s``, with a human velocity profile (smoothstep)."""
+
+    kind: str
+    duration: float
+    amplitude: float
+    travel_s: float = 0.5
+    direction: int = 1
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, duration: float) -> "Interlude":
+        kind = str(rng.choice(INTERLUDE_KINDS, p=[0.2, 0.2, 0.3, 0.3]))
+        amplitude = {"still": rng.uniform(0.1, 0.5), "fidget": rng.uniform(2.5, 5.0), "step": rng.uniform(0.08, 0.3),
+                     "crouch": rng.uniform(0.08, 0.35)}[kind]
+        return cls(kind, duration, float(amplitude), duration * rng.uniform(0.25, 0.45), int(rng.choice([-1, 1])))
+
+    def idle_gain(self, t: float) -> float:
+        """The idle motion's gain t seconds in: eased from 1 to the interlude's over 0.3 s at both ends."""
+        if self.kind not in ("still", "fidget"):
+            return 1.0
+        ease = _smoothstep(min(t, self.duration - t) / 0.3)
+        return 1.0 + (self.amplitude - 1.0) * ease
+
+    def offset(self, t: float) -> tuple[float, float]:
+        """(x, y) of the whole body t seconds in, body heights: away, a hold, and back again before the end."""
+        if self.kind not in ("step", "crouch"):
+            return 0.0, 0.0
+        margin = 0.05 * self.duration
+        away = _smoothstep((t - margin) / self.travel_s) - _smoothstep((t - (self.duration - margin - self.travel_s)) / self.travel_s)
+        if self.kind == "step":  # a step bobs the body up a little as the weight passes over the foot
+            return self.direction * self.amplitude * away, -0.01 * np.sin(np.pi * away)
+        return 0.0, self.amplitude * away
+
 
 def body_motion(joints: dict[str, np.ndarray], t: float, idle: Idle) -> dict[str, np.ndarray]:
     """The pose with the body moving under the arms: the upper body sways about the pelvis and leans towards a
