@@ -1,6 +1,6 @@
 """The "uncertain" answer: a confidence threshold per model, calibrated on held-out data.
 
-A window's confidence is its top class probability (``Classifier.probabilities``). The threshold is the
+A window's confidence is its top class probability (``class_probabilities``). The threshold is the
 confidence that keeps ``kept_correct`` (95 %) of the correctly classified held-out windows: with the
 correct windows' confidences sorted ascending c[0] <= ... <= c[n-1], it is c[floor(n * (1 - kept_correct))],
 so at least that fraction of them are at or above it. A window (or a clip's mean) whose confidence is below
@@ -24,6 +24,18 @@ UNCERTAIN = "uncertain"
 RULE = ("a window is uncertain when its confidence (top class probability) is below the threshold; the threshold is "
         "the confidence that keeps {kept:.0%} of the correctly classified held-out windows (sliding windows of the "
         "model's own length every half window, as masnn classify makes them) at or above it")
+
+
+def class_probabilities(rates, loss: str = "mse", ce_scale: float = 10.0):
+    """Output firing rates (..., classes), a torch tensor, as class probabilities: softmax(rates * ce_scale) for a
+    model trained with cross-entropy; for the paper's MSE, the rates over their sum (every class equally likely
+    when none fired)."""
+    import torch
+
+    if loss == "ce":
+        return torch.softmax(rates * ce_scale, -1)
+    total = rates.sum(-1, keepdim=True)
+    return torch.where(total > 0, rates / total.clamp_min(1e-12), torch.full_like(rates, 1.0 / rates.shape[-1]))
 
 
 def calibration_path(weights: str | Path) -> Path:

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from masnn.calibration import UNCERTAIN, answer, is_uncertain, load_calibration
+from masnn.calibration import UNCERTAIN, answer, class_probabilities, is_uncertain, load_calibration
 from masnn.checkpoint import MAX_DT_US, build_model, checkpoint_framing, file_sha256, is_number, load_checkpoint
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import first_event_time
@@ -117,11 +117,7 @@ class Classifier:
         return self.framing.dt_us * self.framing.n_frames
 
     def probabilities(self, rates: torch.Tensor) -> torch.Tensor:
-        if self.loss == "ce":
-            return torch.softmax(rates * self.ce_scale, -1)
-        total = rates.sum(-1, keepdim=True)
-        uniform = torch.full_like(rates, 1.0 / rates.shape[-1])
-        return torch.where(total > 0, rates / total.clamp_min(1e-12), uniform)
+        return class_probabilities(rates, self.loss, self.ce_scale)
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray, top_k: int = 3) -> dict:

@@ -123,4 +123,11 @@ def evaluate_table(result: dict, title: str) -> Table:
         label, unit, shape = EVALUATE_ROWS.get(key, (key.replace("_", " "), "", "{:,.4f}"))
         table.add_row(label, shape.format(value) + unit)
     table.add_row("latency per window", f"{result['latency_ms_per_window']:,.1f} ms")
+    none = result.get("no_gesture")
+    if none:
+        table.add_row(f"no gesture: {none['samples']} stretches, {none['crops']} crops", "")
+        table.add_row("  mean confidence (gesture crops)", f"{none['mean_confidence']:.2f} ({none['gesture_mean_confidence']:.2f})")
+        if none["threshold"] is not None:
+            table.add_row(f"  uncertain (below {none['threshold']:.2f})", f"{100 * none['uncertain']:.1f} %")
+            table.add_row("  named otherwise", escape(", ".join(f"{name} {count}" for name, count in none["named"].items()) or "none"))
     return table

@@ -51,6 +51,37 @@ def test_report_is_a_recount_of_its_predictions(trained):
     assert report["neurobench"]["parameter_count"] > 2_000_000
 
 
+def test_stretches_without_a_gesture_are_scored_against_the_calibrated_threshold(trained, tmp_path):
+    import torch
+
+    from masnn.checkpoint import build_model, load_checkpoint
+    from masnn.datasets.loaders.cache import Sample
+
+    first, fifth = gesture_samples(trained / "data", "test")[0:5:4]  # gestures 2-4 between them: one unlabelled stretch
+    weights = tmp_path / "model.pt"
+    shutil.copy(trained / "run" / "last.pt", weights)
+    assert evaluate(weights, gesture_samples(trained / "data", "test"), n_crops=3)["no_gesture"] is None  # tiny's gaps: 0.1-0.2 s
+    # the reference: the plain model's rates on the same crops, as probabilities by hand (MSE: rates over their sum)
+    stretch = Sample(first.path, -1, first.end_us + 200_000, fifth.start_us - 200_000, first.subject)
+    checkpoint = load_checkpoint(weights)
+    crops = FrameDataset([stretch], FramingConfig(dt_us=60_000, n_frames=8, size=32), "crops", n_crops=3)[0][0]
+    with torch.no_grad():
+        rates = build_model(checkpoint).eval()(crops.transpose(0, 1))
+    names = checkpoint["config"]["class_names"] or [str(c) for c in range(11)]
+    by_hand = [(float(r.max() / r.sum()) if r.sum() > 0 else 1 / 11, names[int(r.argmax())]) for r in rates]
+    bare = evaluate(weights, [first, fifth], n_crops=3)["no_gesture"]
+    assert (bare["samples"], bare["crops"], bare["threshold"], bare["uncertain"]) == (1, 3, None, None)
+    assert bare["mean_confidence"] == pytest.approx(np.mean([c for c, _ in by_hand]), abs=1e-6)
+    assert sum(bare["named"].values()) == 3  # without a calibration nothing is uncertain
+    threshold = sorted(c for c, _ in by_hand)[1]
+    (tmp_path / "model.calibration.json").write_text(json.dumps({"threshold": threshold}))
+    calibrated = evaluate(weights, [first, fifth], n_crops=3)["no_gesture"]
+    assert calibrated["threshold"] == threshold
+    assert calibrated["uncertain"] == pytest.approx(sum(c < threshold for c, _ in by_hand) / 3)
+    assert sum(calibrated["named"].values()) == sum(c >= threshold for c, _ in by_hand)
+    assert all(calibrated["named"][name] >= 1 for c, name in by_hand if c >= threshold)
+
+
 def test_confusion_png_is_a_readable_picture(tmp_path):
     write_confusion_png([[3, 1], [0, 4]], tmp_path / "cm.png")
     image = cv2.imread(str(tmp_path / "cm.png"))
@@ -186,6 +217,8 @@ def test_card_states_the_evaluated_figures_and_keeps_the_authors_prose(trained, 
     weights = tmp_path / "tiny-tcsa.pt"
     shutil.copy(trained / "run" / "last.pt", weights)
     report = evaluate(weights, gesture_samples(trained / "data", "test"), n_crops=3)
+    report["no_gesture"] = {"samples": 2, "crops": 6, "mean_confidence": 0.2, "gesture_mean_confidence": 0.61,
+                            "threshold": 0.38, "uncertain": 5 / 6, "named": {"hand clap": 1}}  # tiny's gaps hold none
     write_report(report, tmp_path / "tiny-tcsa.json")
     mean = report["per_crop_mean"]
     vanilla = {**report, "checkpoint": "tiny-vanilla.pt", "model": {**report["model"], "attention": "none"},
@@ -202,6 +235,8 @@ def test_card_states_the_evaluated_figures_and_keeps_the_authors_prose(trained, 
     assert hashlib.sha256(weights.read_bytes()).hexdigest() in text
     assert f"({voted_right} of 11)" in text and "75.0 % lower" in text  # a recount, and NASAR 4x the vanilla's
     assert "| 1 | " in text and "T = 8 frames of dt = 60 ms" in text  # the training curve; the framing
+    assert ("2 of them, 6 crops): mean confidence 0.20, against 0.61 on the gesture crops; 83.33 % of them are "
+            "uncertain under the calibrated threshold 0.38, the others named: hand clap 1.") in text
 
     weights.with_suffix(".md").write_text(text.replace("What it was trained and tested on", "Our own words"))
     assert card().returncode == 0  # rewrites the figures it has, keeps the rest

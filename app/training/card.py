@@ -128,7 +128,21 @@ def results_block(report: dict, history: list[dict]) -> str:
              "chose nothing here.")
     return "\n".join([f"{report['samples']} samples, each scored on {report['crops']} crops of {steps * dt_ms:g} ms.", "",
                       "| figure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows), "",
-                      f"Per-class accuracy (voted): {per_class}", "", paper])
+                      f"Per-class accuracy (voted): {per_class}", "", paper, *no_gesture_lines(report.get("no_gesture"))])
+
+
+def no_gesture_lines(none: dict | None) -> list[str]:
+    """The evaluation's stretches without a gesture, in words (nothing for a report without them)."""
+    if not none:
+        return []
+    line = (f"Windows without a gesture (the unlabelled stretches between the split's gestures, {none['samples']} "
+            f"of them, {none['crops']} crops): mean confidence {none['mean_confidence']:.2f}, against "
+            f"{none['gesture_mean_confidence']:.2f} on the gesture crops")
+    if none["threshold"] is None:
+        return ["", line + "; no calibration file, so none is called uncertain."]
+    named = ", ".join(f"{name} {count}" for name, count in none["named"].items()) or "none"
+    return ["", line + f"; {_percent(none['uncertain'])} of them are uncertain under the calibrated threshold "
+            f"{none['threshold']:.2f}, the others named: {named}."]
 
 
 def comparison_block(report: dict, other: dict) -> str:

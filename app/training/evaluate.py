@@ -8,7 +8,11 @@ The voted class of a sample (the most frequent crop prediction) feeds ``per_clas
 (rows: true class, columns: voted class). Spikes, NASAR, SOPs, MACs and energy come from ``models.accounting``
 per crop, averaged over crops and samples (``per_crop_mean``; ``macs`` without attention, ``attention_macs``
 apart, ``ann_energy_uj`` that of an ANN of the same shape run frame by frame); rEE needs a vanilla checkpoint
-run on the same windows. The NeuroBench-named figures are given under their names so that numbers compare
+run on the same windows. The report's ``no_gesture`` (None where there is none): the unlabelled stretches between the samples of a recording that hold
+a whole window (``masnn.datasets.loaders.gesture.no_gesture_samples``; none in gait's or tonic's layouts), scored
+on the same number of crops: how confident the model is where there is no gesture (its top class probability,
+as ``masnn classify`` reports it, against the gesture crops'), and with a calibration file beside the checkpoint
+the share of those crops it calls uncertain and what it names the others. The NeuroBench-named figures are given under their names so that numbers compare
 across papers. Report keys are identifiers; the words people read are in the tables that print them
 (``masnn.report``, the model card). Under torchrun the samples are sharded over the processes (gloo) and
 gathered on rank 0, whose report equals a one-process run's.
@@ -25,9 +29,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from masnn.calibration import class_probabilities, is_uncertain, load_calibration
 from masnn.checkpoint import build_model, checkpoint_framing, load_checkpoint
 from masnn.datasets.io.writers import atomic_path
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset
+from masnn.datasets.loaders.gesture import no_gesture_samples
 from masnn.models.accounting import account
 from masnn.models.inference import prepare_for_inference
 from masnn.training.distributed import init_distributed
@@ -62,6 +68,12 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
     runner = prepare_for_inference(model)
     vanilla_runner = prepare_for_inference(vanilla) if vanilla is not None else None
     framing = checkpoint_framing(checkpoint)
+    config = checkpoint.get("config") or {}
+
+    def confidences(rates: torch.Tensor) -> list[float]:
+        return class_probabilities(rates.float().cpu(), config.get("loss", "mse"), config.get("ce_scale", 10.0)).max(-1).values.tolist()
+
+    stretches = no_gesture_samples(samples, framing.n_frames * framing.dt_us)
     rank, world, started = init_distributed(torch.device("cpu"))  # samples rank, rank + world, ... (gloo)
     try:
         indices = list(range(rank, len(samples), world))
@@ -81,20 +93,47 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
             predictions = rates.argmax(-1).tolist()
             stats = {key: getattr(report, key) for key in STAT_KEYS} | {"ree": report.ree or 0.0}
             scored.append((index, {"label": int(label), "crop_predictions": predictions,
+                                   "crop_confidences": confidences(rates),
                                    "vote": Counter(predictions).most_common(1)[0][0], "single": predictions[centre]},
                            stats, report.neurons))
+        no_gesture = []  # (index, crop predictions, crop confidences)
+        stretch_indices = list(range(rank, len(stretches), world))
+        stretch_set = FrameDataset([stretches[i] for i in stretch_indices], framing, "crops", n_crops=n_crops, cache=cache)
+        for i, index in enumerate(stretch_indices):
+            rates = runner(stretch_set[i][0].transpose(0, 1).contiguous().to(device))
+            no_gesture.append((index, rates.argmax(-1).tolist(), confidences(rates)))
         if world > 1:
             gathered = [None] * world
-            dist.all_gather_object(gathered, (scored, seconds))
-            scored = [item for part, _ in gathered for item in part]
-            seconds = sum(part_seconds for _, part_seconds in gathered)
+            dist.all_gather_object(gathered, (scored, seconds, no_gesture))
+            scored = [item for part, _, _ in gathered for item in part]
+            seconds = sum(part_seconds for _, part_seconds, _ in gathered)
+            no_gesture = [item for _, _, part in gathered for item in part]
     finally:
         if started:
             dist.destroy_process_group()
     if rank != 0:
         return None
     scored.sort(key=lambda item: item[0])
-    return _report(checkpoint_path, checkpoint, model, framing, n_crops, scored, seconds, preset, vanilla is not None)
+    report = _report(checkpoint_path, checkpoint, model, framing, n_crops, scored, seconds, preset, vanilla is not None)
+    report["no_gesture"] = _no_gesture_report(sorted(no_gesture), report, load_calibration(checkpoint_path)) if no_gesture else None
+    return report
+
+
+def _no_gesture_report(no_gesture: list, report: dict, calibration: dict | None) -> dict:
+    """Crops of the stretches without a gesture: confidence against the gesture crops', and under a calibrated
+    threshold the share called uncertain and the classes named (crops) otherwise."""
+    names = report["class_names"] or [str(c) for c in range(report["model"]["num_classes"])]
+    crops = [(prediction, confidence) for _, predictions, confidences in no_gesture for prediction, confidence in zip(predictions, confidences)]
+    threshold = calibration["threshold"] if calibration else None
+    named = Counter(names[p] for p, c in crops if not is_uncertain(c, threshold))
+    return {
+        "samples": len(no_gesture), "crops": len(crops),
+        "mean_confidence": float(np.mean([c for _, c in crops])),
+        "gesture_mean_confidence": float(np.mean([c for s in report["per_sample"] for c in s["crop_confidences"]])),
+        "threshold": threshold,
+        "uncertain": None if threshold is None else sum(is_uncertain(c, threshold) for _, c in crops) / len(crops),
+        "named": dict(named.most_common()),
+    }
 
 
 def _report(checkpoint_path, checkpoint, model, framing, n_crops, scored, seconds, preset, with_vanilla) -> dict:
