@@ -8,14 +8,16 @@ The voted class of a sample (the most frequent crop prediction) feeds ``per_clas
 (rows: true class, columns: voted class). Spikes, NASAR, SOPs, MACs and energy come from ``models.accounting``
 per crop, averaged over crops and samples (``per_crop_mean``; ``macs`` without attention, ``attention_macs``
 apart, ``ann_energy_uj`` that of an ANN of the same shape run frame by frame); rEE needs a vanilla checkpoint
-run on the same windows. The report's ``no_gesture`` (None where there is none): the unlabelled stretches between the samples of a recording that hold
-a whole window (``masnn.datasets.loaders.gesture.no_gesture_samples``; none in gait's or tonic's layouts), scored
-on the same number of crops: how confident the model is where there is no gesture (its top class probability,
-as ``masnn classify`` reports it, against the gesture crops'), and with a calibration file beside the checkpoint
-the share of those crops it calls uncertain and what it names the others. The NeuroBench-named figures are given under their names so that numbers compare
+run on the same windows. The NeuroBench-named figures are given under their names so that numbers compare
 across papers. Report keys are identifiers; the words people read are in the tables that print them
 (``masnn.report``, the model card). Under torchrun the samples are sharded over the processes (gloo) and
 gathered on rank 0, whose report equals a one-process run's.
+
+The report's ``no_gesture`` (None where there is none): the unlabelled stretches between the samples of a
+recording that hold a whole window (``masnn.datasets.loaders.gesture.no_gesture_samples``; none in gait's or
+tonic's layouts), scored on the same number of crops: how confident the model is where there is no gesture (its
+top class probability, as ``masnn classify`` reports it, against the gesture crops'), and with a calibration file
+beside the checkpoint the share of those crops it calls uncertain and what it names the others.
 """
 from __future__ import annotations
 

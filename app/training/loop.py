@@ -45,7 +45,6 @@ PAPER_BEST_TEST = "paper_best_test_acc"
 PAPER_SELECTION = "best test accuracy over epochs (paper's selection: the test set picked the epoch, optimistic)"
 
 
-
 def class_targets(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
     """(B, classes) targets: one-hot rows, and every class equally likely for a sample with no gesture (a
     negative label, masnn.datasets.loaders.gesture.NO_GESTURE)."""

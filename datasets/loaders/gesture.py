@@ -136,7 +136,7 @@ def tonic_gesture_samples(root: str | Path, split: str) -> list[Sample]:
 def no_gesture_samples(samples: list[Sample], min_us: int, margin_us: int = NO_GESTURE_MARGIN_US) -> list[Sample]:
     """The unlabelled stretches between consecutive labelled samples of each recording, ``margin_us`` clear of
     both, that are at least ``min_us`` long, as samples labelled NO_GESTURE (recordings in first-seen order, then
-    by time). Samples of other recordings, or one sample per recording (gait walks, tonic's files), give none."""
+    by time). A recording with one sample (a gait walk, a file of tonic's layout) has none."""
     by_recording = defaultdict(list)
     for sample in samples:
         by_recording[sample.path].append(sample)
