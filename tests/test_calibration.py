@@ -113,8 +113,6 @@ def test_the_shipped_models_carry_their_calibration():
         assert "95" in classifier.calibration["rule"] and "users" in classifier.calibration["data"]
 
 
-@pytest.mark.xfail(strict=True, reason="the renderer branch's gesture-tcsa names non-gesture motion hand clap "
-                   "(45 of 54 windows); it must learn no-gesture scenes before it ships")
 def test_a_person_standing_up_is_mostly_uncertain(real_data):
     path = real_data / "dvs128_aedat2" / "cam255_alex_standing_up.aedat"
     if not path.exists():

@@ -58,8 +58,11 @@ def _recipe(config: dict) -> str:
                 "cosine": "cosine decay of the learning rate to 0 over the epochs",
                 "none": "constant learning rate"}[config["scheduler"]]
     window = config["T"] * config["framing"]["dt_us"] / 1000
+    augment = f", augmented ({config['augment']})" if config.get("augment") else ""
+    no_gesture = ("; crops of the stretches without a gesture trained towards every class equally likely"
+                  if config.get("no_gesture") else "")
     return (f"{optimizer} lr {config['lr']:g}{decay}, batch {config['batch_size']}, {loss}, {schedule}; "
-            f"{config['epochs']} epochs, seed {config['seed']}, random {window:g} ms crops")
+            f"{config['epochs']} epochs, seed {config['seed']}, random {window:g} ms crops{augment}{no_gesture}")
 
 
 def _read_json(path: Path):
