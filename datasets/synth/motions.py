@@ -220,7 +220,7 @@ INTERLUDE_KINDS = ("still", "fidget", "step", "crouch")
 class Interlude:
     """A stretch with no gesture in it, as people fill the time between gestures: standing still, fidgeting
     (swaying and looking around), stepping sideways and back, or bobbing down and up (sitting down and standing
-    up, crouching). The whole body moves; the arms only hang. ``amplitude``: how many times the person's idle
+    up, crouching, leaning forward as people do). The whole body moves; the arms only hang. ``amplitude``: how many times the person's idle
     motion for still and fidget, how far the pelvis travels (body heights) for step and crouch; one way of the
     trip takes ``travel_s``, with a human velocity profile (smoothstep)."""
 
@@ -244,15 +244,39 @@ class Interlude:
         ease = _smoothstep(min(t, self.duration - t) / 0.3)
         return 1.0 + (self.amplitude - 1.0) * ease
 
+    def _away(self, t: float) -> float:
+        """0 where the person stood, 1 at the far end of the trip: away, a hold, and back before the end."""
+        margin = 0.05 * self.duration
+        return _smoothstep((t - margin) / self.travel_s) - _smoothstep((t - (self.duration - margin - self.travel_s)) / self.travel_s)
+
     def offset(self, t: float) -> tuple[float, float]:
-        """(x, y) of the whole body t seconds in, body heights: away, a hold, and back again before the end."""
+        """(x, y) of the whole body t seconds in, body heights."""
         if self.kind not in ("step", "crouch"):
             return 0.0, 0.0
-        margin = 0.05 * self.duration
-        away = _smoothstep((t - margin) / self.travel_s) - _smoothstep((t - (self.duration - margin - self.travel_s)) / self.travel_s)
+        away = self._away(t)
         if self.kind == "step":  # a step bobs the body up a little as the weight passes over the foot
             return self.direction * self.amplitude * away, -0.01 * np.sin(np.pi * away)
         return 0.0, self.amplitude * away
+
+    def lean(self, t: float) -> float:
+        """How far (radians) the upper body leans towards the camera t seconds in: people sitting down or standing
+        up lean forward to keep their balance, the more the deeper they go (about 7-30 degrees)."""
+        return 1.5 * self.amplitude * self._away(t) if self.kind == "crouch" else 0.0
+
+
+def lean_forward(joints: dict[str, np.ndarray], angle: float) -> dict[str, np.ndarray]:
+    """The torso turned ``angle`` radians about the pelvis towards the camera (-z): the head and shoulders come
+    down on screen and nearer, and the arms, hanging, move with their shoulders. Returns a new dict; the legs stay."""
+    cos_a, sin_a = np.cos(angle), np.sin(angle)
+    out = {name: np.array(p, dtype=float) for name, p in joints.items()}
+    for name in ("neck", "head", "shoulder_r", "shoulder_l"):
+        y, z = out[name][1], out[name][2]
+        out[name][1], out[name][2] = cos_a * y - sin_a * z, sin_a * y + cos_a * z
+    for side in ("r", "l"):
+        moved = out[f"shoulder_{side}"] - joints[f"shoulder_{side}"]
+        for name in (f"elbow_{side}", f"wrist_{side}"):
+            out[name] += moved
+    return out
 
 
 def body_motion(joints: dict[str, np.ndarray], t: float, idle: Idle) -> dict[str, np.ndarray]:
@@ -290,19 +314,21 @@ def _arms_to(targets: dict[str, np.ndarray], body: Body, joints) -> dict[str, np
 
 
 def _clap(t, s, body, joints):
-    # The elbows stay low by the sides, forward of the body; the forearms swing about them, so the hands open and
-    # close in front of the chest and the upper arms hardly move: the moving region is the hands' and forearms'
-    # compact blob, as in the real recordings. People clap unevenly: one hand often does most of the moving.
+    # The elbows stay low, forward of the body; the forearms swing about them, so the hands open and close in
+    # front of the chest and the upper arms hardly move: the moving region is the hands' and forearms' compact
+    # blob, as in the real recordings. People clap unevenly: one hand often does most of the moving, and the
+    # hands often meet off the midline (a real DVS128 Gesture clap sits wholly on the subject's right, about 0.2
+    # body heights from the midline), both upper arms turned towards that side.
     cycle = _cycle(s, t) + s.phase
     opening = _size(s, t) * _between(0.35, 0.9, s.shape[1]) * (1 + np.cos(cycle)) / 2  # radians, per hand at most
     right_share = _between(0.35, 1.0, s.shape[3])
-    meet = np.array([_between(-0.05, 0.05, s.shape[2]), 0.0, 0.0])
+    meet = np.array([_between(-0.2, 0.2, s.shape[2]), 0.0, 0.0])
     raise_hands = body.forearm * _between(-0.1, 0.3, s.shape[0]) - 0.02 * np.sin(cycle)  # hands near elbow height
     out = {}
     for side, sign, share in (("r", -1, right_share), ("l", 1, 1.35 - right_share)):
         shoulder = joints[f"shoulder_{side}"]
-        elbow = shoulder + body.upper_arm * _unit(np.array([sign * _between(-0.1, 0.15, s.shape[0]), 1.0,
-                                                            -_between(0.5, 1.0, s.shape[4])]))
+        sideways = sign * _between(-0.1, 0.15, s.shape[0]) + meet[0] / body.upper_arm
+        elbow = shoulder + body.upper_arm * _unit(np.array([sideways, 1.0, -_between(0.5, 1.0, s.shape[4])]))
         target = meet + [sign * 0.015, elbow[1] - raise_hands, 0.0]
         flat = np.hypot(target[0] - elbow[0], target[1] - elbow[1])
         target[2] = elbow[2] - np.sqrt(max(body.forearm**2 - flat**2, 0.01 * body.forearm**2))
