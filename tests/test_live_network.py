@@ -211,28 +211,41 @@ def test_a_stream_of_nothing_but_damage_is_lost_and_retried(stream, live_classif
     assert summary["damaged_packets"] == DAMAGED_IN_A_ROW
 
 
-def test_off_a_terminal_each_notice_is_a_line_and_ctrl_c_ends_the_wait(live_classifier):
+def test_off_a_terminal_each_notice_is_a_line_and_ctrl_c_ends_the_wait(live_classifier, monkeypatch, request):
     import _thread
     import io
+    import signal
     import socket
 
     from rich.console import Console
 
     from masnn.live.pipeline import run_live
 
+    # A process started in the background by a script (`cmd &`) begins with SIGINT ignored, and Python then keeps
+    # it ignored: a simulated Ctrl-C does nothing and the run would serve for ever (the test hung that way under a
+    # backgrounded ci-like). A terminal's Ctrl-C reaches masnn live with Python's handler, as here.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     output = io.StringIO()
+    pipelines = []
+    run = LivePipeline.run
+    monkeypatch.setattr(LivePipeline, "run", lambda self, *args: pipelines.append(self) or run(self, *args))
 
-    def press_ctrl_c_once_waiting():
-        # not at a fixed time: an interrupt that lands in the warm-up's native code can be lost there, and the
-        # test would then wait forever; once a notice is printed the run is in its serving loop
+    def press_ctrl_c_once_serving():
+        # once a notice is printed the run is in its serving loop (an interrupt in the warm-up's native code
+        # could be lost); if the run has not taken it within 30 s, stop it: the test then fails instead of hanging
         deadline = time.monotonic() + 30
         while "disconnect: " not in output.getvalue() and time.monotonic() < deadline:
             time.sleep(0.05)
         _thread.interrupt_main()
+        while not (pipelines and pipelines[0].interrupted) and time.monotonic() < deadline + 30:
+            time.sleep(0.1)
+        if pipelines and not pipelines[0].interrupted:
+            pipelines[0].stop()
 
     with socket.create_server(("127.0.0.1", 0)) as silent:
         url = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
-        threading.Thread(target=press_ctrl_c_once_waiting, daemon=True).start()
+        threading.Thread(target=press_ctrl_c_once_serving, daemon=True).start()
         summary = run_live(stream_source(url, read_timeout_s=TIMEOUT_S), live_classifier, LiveOptions(backoff_s=FAST_BACKOFF),
                            Console(file=output, width=200))
     lines = output.getvalue().splitlines()
