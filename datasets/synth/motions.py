@@ -322,12 +322,12 @@ def _clap(t, s, body, joints):
     cycle = _cycle(s, t) + s.phase
     opening = _size(s, t) * _between(0.35, 0.9, s.shape[1]) * (1 + np.cos(cycle)) / 2  # radians, per hand at most
     right_share = _between(0.35, 1.0, s.shape[3])
-    meet = np.array([_between(-0.2, 0.2, s.shape[2]), 0.0, 0.0])
+    meet = np.array([_between(-0.15, 0.15, s.shape[2]), 0.0, 0.0])
     raise_hands = body.forearm * _between(-0.1, 0.3, s.shape[0]) - 0.02 * np.sin(cycle)  # hands near elbow height
     out = {}
     for side, sign, share in (("r", -1, right_share), ("l", 1, 1.35 - right_share)):
         shoulder = joints[f"shoulder_{side}"]
-        sideways = sign * _between(-0.1, 0.15, s.shape[0]) + meet[0] / body.upper_arm
+        sideways = sign * _between(-0.1, 0.15, s.shape[0]) + 0.5 * meet[0] / body.upper_arm
         elbow = shoulder + body.upper_arm * _unit(np.array([sideways, 1.0, -_between(0.5, 1.0, s.shape[4])]))
         target = meet + [sign * 0.015, elbow[1] - raise_hands, 0.0]
         flat = np.hypot(target[0] - elbow[0], target[1] - elbow[1])
