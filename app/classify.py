@@ -114,7 +114,7 @@ class Classifier:
 
     @property
     def window_us(self) -> int:
-        return self.framing.dt_us * self.framing.n_frames
+        return self.framing.window_us
 
     def probabilities(self, rates: torch.Tensor) -> torch.Tensor:
         return class_probabilities(rates, self.loss, self.ce_scale)

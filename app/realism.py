@@ -51,13 +51,9 @@ class Window:
     seconds: float
 
 
-def window_us(config: FramingConfig) -> int:
-    return config.n_frames * config.dt_us
-
-
 def frame_window(events: np.ndarray, sensor_size: tuple[int, int], config: FramingConfig, start: int) -> np.ndarray:
     """Counts (2, S, S) of the window from ``start``, through the model's framing (time-ordered ``events``)."""
-    end = start + window_us(config)
+    end = start + config.window_us
     t = events["t"]
     lo, hi = np.searchsorted(t, start - (config.denoise_us or 0)), np.searchsorted(t, end)
     frames = frame_events(events[lo:hi], sensor_size, config, start, config.n_frames)  # (T, 2, S, S)
@@ -165,14 +161,14 @@ def _framed(path, events: np.ndarray, sensor_size, starts, config: FramingConfig
     for start in map(int, starts):
         counts = frame_window(events, sensor_size, config, start)
         if counts.sum() >= MIN_EVENTS:
-            windows.append(Window(str(path), start, counts, min(window_us(config), end - start) / 1e6))
+            windows.append(Window(str(path), start, counts, min(config.window_us, end - start) / 1e6))
     return windows
 
 
 def real_windows(paths, config: FramingConfig, per_recording: int) -> tuple[list[Window], list[dict]]:
     """Up to ``per_recording`` evenly spaced windows of each recording (overlapping where it is short). Returns
     the windows and, for each recording, {file, windows, dropped, medians of the scalar statistics}."""
-    windows, listing, length = [], [], window_us(config)
+    windows, listing, length = [], [], config.window_us
     for path in paths:
         events, info = read_events(path)
         t0, t1 = _span(events) if len(events) else (0, 0)
@@ -190,7 +186,7 @@ def synthetic_windows(sources: dict, config: FramingConfig, count: int, seed: in
     random start inside one of its labelled intervals, taken in a shuffled order (less MIN_EVENTS rejects)."""
     rng = np.random.default_rng(seed)
     names = [list(sources)[i] for i in rng.permutation(len(sources))]
-    windows, length = [], window_us(config)
+    windows, length = [], config.window_us
     for k, name in enumerate(names):
         wanted = len(range(k, count, len(names)))
         events, info = read_events(name) if wanted else (np.empty(0), None)
@@ -325,7 +321,7 @@ def realism_report(real_folder, synthetic, config: FramingConfig, per_recording:
     sources = synthetic_sources(synthetic, users)
     fake = synthetic_windows(sources, config, 2 * len(real), seed)
     return {
-        "framing": config.to_dict(), "window_s": window_us(config) / 1e6, "seed": seed,
+        "framing": config.to_dict(), "window_s": config.window_us / 1e6, "seed": seed,
         "real": {"folder": str(real_folder), "recordings": listing, "windows": len(real),
                  "stats": summarize([window_stats(w.counts, w.seconds) for w in real])},
         "synthetic": {"path": str(synthetic), "recordings": len(sources), "windows": len(fake),

@@ -56,7 +56,7 @@ def model_summary(path: str | Path, name: str | None = None) -> dict:
     card = path.with_suffix(".md")
     return {"name": name or path.stem, "task": _task(names), "model": args["name"],
             "attention": args.get("attention") or "none", "classes": args["num_classes"], "class_names": names,
-            "framing": {"T": framing.n_frames, "dt_us": framing.dt_us, "window_us": framing.n_frames * framing.dt_us,
+            "framing": {"T": framing.n_frames, "dt_us": framing.dt_us, "window_us": framing.window_us,
                         "size": framing.size, "mode": framing.mode},
             "file": str(path), "bytes": path.stat().st_size, "card": str(card) if card.is_file() else None}
 

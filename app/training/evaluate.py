@@ -75,7 +75,7 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
     def confidences(rates: torch.Tensor) -> list[float]:
         return class_probabilities(rates.float().cpu(), config.get("loss", "mse"), config.get("ce_scale", 10.0)).max(-1).values.tolist()
 
-    stretches = no_gesture_samples(samples, framing.n_frames * framing.dt_us)
+    stretches = no_gesture_samples(samples, framing.window_us)
     rank, world, started = init_distributed(torch.device("cpu"))  # samples rank, rank + world, ... (gloo)
     try:
         indices = list(range(rank, len(samples), world))
@@ -133,7 +133,7 @@ def _no_gesture_report(no_gesture: list, report: dict, calibration: dict | None)
         "mean_confidence": float(np.mean([c for _, c in crops])),
         "gesture_mean_confidence": float(np.mean([c for s in report["per_sample"] for c in s["crop_confidences"]])),
         "threshold": threshold,
-        "uncertain": None if threshold is None else sum(is_uncertain(c, threshold) for _, c in crops) / len(crops),
+        "uncertain": None if threshold is None else (len(crops) - sum(named.values())) / len(crops),
         "named": dict(named.most_common()),
     }
 

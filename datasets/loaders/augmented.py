@@ -112,7 +112,7 @@ def training_set(samples: list[Sample], config: FramingConfig, augment: str, see
     augmentation spec, AugmentedFrameDataset's (through an EventCache in the frame cache's folder /events);
     ``no_gesture`` adds the samples' unlabelled stretches that hold a whole window (after them, NO_GESTURE)."""
     if no_gesture:
-        samples = samples + no_gesture_samples(samples, config.n_frames * config.dt_us)
+        samples = samples + no_gesture_samples(samples, config.window_us)
     if not parse_augment(augment):
         return FrameDataset(samples, config, "random-crop", seed=seed, cache=frame_cache)
     event_cache = None if frame_cache is None else EventCache(frame_cache.root / "events")

@@ -152,7 +152,7 @@ def simulate(scene: Scene, pose_at: PoseAt, duration: float, t0_us: int, params:
         joints, placement, hidden = pose_at(t)
         shake = shake * shake_smoothing + rng.normal(0, scene.shake_px * np.sqrt(1 - shake_smoothing**2), 2)
         # the whole view moves with the camera: background and figure alike
-        moved = replace(placement, pelvis_x=placement.pelvis_x + shake[0], pelvis_y=placement.pelvis_y + shake[1])
+        moved = placement.moved(*shake)
         image = render(background.shifted(*shake), joints, moved, scene.look, hidden)
         return image * np.float32(scene.lighting.gain(t, scene.flicker_phase))
 
@@ -221,8 +221,9 @@ def split_users(n_users: int) -> tuple[list[int], list[int]]:
     return users[: n_users - n_test], users[n_users - n_test :]
 
 
-def _recording_rng(seed: int, user: int, lighting: str) -> np.random.Generator:
-    return np.random.default_rng([seed, user, LIGHTINGS.index(lighting) if lighting in LIGHTINGS else 99])
+def _recording_rng(seed: int, user: int, lighting: str, *stream: int) -> np.random.Generator:
+    """One recording's generator; ``stream`` entries give it others of its own (the interludes' is 11)."""
+    return np.random.default_rng([seed, user, LIGHTINGS.index(lighting) if lighting in LIGHTINGS else 99, *stream])
 
 
 def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset, params: PixelParams | None = None, sensor_size=(128, 128)):
@@ -237,7 +238,7 @@ def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset
     scene = random_scene(sensor_size, lighting, rng, body=body)
     t0_us = int(rng.integers(5_000_000, 60_000_000))
     # the interludes draw from their own generator: the gestures' lengths, gaps and styles are those without them
-    interlude_rng = np.random.default_rng([seed, user, LIGHTINGS.index(lighting) if lighting in LIGHTINGS else 99, 11])
+    interlude_rng = _recording_rng(seed, user, lighting, 11)
     after = set(interlude_rng.choice(len(GESTURE_CLASSES) - 1, size=preset.interludes, replace=False).tolist())
     timeline, interludes = [], []  # (start s, end s, class index, style); (start s, Interlude)
     t = rng.uniform(*preset.gap_s)
@@ -256,8 +257,7 @@ def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset
         for start, interlude in interludes:
             if start <= time < start + interlude.duration:
                 dx, dy = interlude.offset(time - start)
-                placement = replace(scene.placement, pelvis_x=scene.placement.pelvis_x + dx * scene.placement.height_px,
-                                    pelvis_y=scene.placement.pelvis_y + dy * scene.placement.height_px)
+                placement = scene.placement.moved(dx * scene.placement.height_px, dy * scene.placement.height_px)
                 joints = lean_forward(rest_pose(time, body, sway), interlude.lean(time - start))
                 return body_motion(joints, time, idle.scaled(interlude.idle_gain(time - start))), placement, None
         for start, end, gesture, style in timeline:

@@ -15,7 +15,7 @@ faint outlines, as in real recordings.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -50,6 +50,10 @@ class Placement:
     height_px: float
     distance: float = 2.2
     centre: tuple[float, float] = (64.0, 64.0)
+
+    def moved(self, dx: float, dy: float) -> "Placement":
+        """The same view with the figure moved by (dx, dy) pixels."""
+        return replace(self, pelvis_x=self.pelvis_x + dx, pelvis_y=self.pelvis_y + dy)
 
     def scale(self, z: float) -> float:
         """Pixels per body unit at depth z (body units behind the pelvis)."""

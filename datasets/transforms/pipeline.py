@@ -30,6 +30,11 @@ class FramingConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def window_us(self) -> int | None:
+        """The span of one model input, n_frames x dt_us (None when n_frames is)."""
+        return None if self.n_frames is None else self.n_frames * self.dt_us
+
     def spatial_map(self, sensor_size: tuple[int, int]) -> SpatialMap | None:
         return None if self.size is None else SpatialMap(sensor_size, (self.size, self.size), self.mode)
 
