@@ -322,7 +322,7 @@ def _clap(t, s, body, joints):
     # front of the chest and the upper arms hardly move: the moving region is the hands' and forearms' compact
     # blob, as in the real recordings. People clap unevenly: one hand often does most of the moving, and the
     # hands often meet off the midline (a real DVS128 Gesture clap sits wholly on the subject's right, about 0.2
-    # body heights from the midline), both upper arms turned towards that side.
+    # body heights from the midline), both elbows shifted towards that side.
     cycle = _cycle(s, t) + s.phase
     opening = _size(s, t) * _between(0.35, 0.9, s.shape[1]) * (1 + np.cos(cycle)) / 2  # radians, per hand at most
     right_share = _between(0.35, 1.0, s.shape[3])
@@ -331,8 +331,10 @@ def _clap(t, s, body, joints):
     out = {}
     for side, sign, share in (("r", -1, right_share), ("l", 1, 1.35 - right_share)):
         shoulder = joints[f"shoulder_{side}"]
-        sideways = sign * _between(-0.1, 0.15, s.shape[0]) + 0.5 * meet[0] / body.upper_arm
-        elbow = shoulder + body.upper_arm * _unit(np.array([sideways, 1.0, -_between(0.5, 1.0, s.shape[4])]))
+        # both elbows shift with the hands, so the forearms meet as in a centred clap and none reaches across
+        sideways = np.clip(sign * body.upper_arm * _between(-0.1, 0.15, s.shape[0]) + meet[0], -0.8 * body.upper_arm, 0.8 * body.upper_arm)
+        down, forward = _unit(np.array([1.0, _between(0.5, 1.0, s.shape[4])])) * np.sqrt(body.upper_arm**2 - sideways**2)
+        elbow = shoulder + np.array([sideways, down, -forward])
         target = meet + [sign * 0.015, elbow[1] - raise_hands, 0.0]
         flat = np.hypot(target[0] - elbow[0], target[1] - elbow[1])
         target[2] = elbow[2] - np.sqrt(max(body.forearm**2 - flat**2, 0.01 * body.forearm**2))
