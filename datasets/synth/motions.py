@@ -369,9 +369,10 @@ def _circle(side, subject_clockwise):
         arm = body.upper_arm + body.forearm
         angle = s.phase + turn * _cycle(s, t)
         # a straight arm sweeps a cone: the hand's circle is centred out to the side of the shoulder, wider up
-        # and down than across (the arm cannot cross the chest), and comes forward where the circle is small
-        outward = sign * arm * _between(0.0, 0.35, s.shape[0])
-        across, up_down = arm * _between(0.55, 0.85, s.shape[1]) * _size(s, t), arm * _between(0.8, 0.97, s.shape[2])
+        # and down than across (the arm cannot cross the chest), and comes forward where the circle is small;
+        # the real DVS128 Gesture circle is 1.6 times as tall as wide, its centre half its height out from the shoulder
+        outward = sign * arm * _between(0.05, 0.5, s.shape[0])
+        across, up_down = arm * _between(0.4, 0.8, s.shape[1]) * _size(s, t), arm * _between(0.8, 0.97, s.shape[2])
         planar = np.array([outward + across * np.cos(angle), up_down * np.sin(angle)])
         planar *= min(1.0, 0.98 * arm / (np.hypot(*planar) + 1e-9))
         depth = -np.sqrt(max(arm**2 - planar @ planar, 0.0))
