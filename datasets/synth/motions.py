@@ -318,7 +318,7 @@ def _arms_to(targets: dict[str, np.ndarray], body: Body, joints) -> dict[str, np
 
 
 def _clap(t, s, body, joints):
-    # The elbows stay low, forward of the body; the forearms swing about them, so the hands open and close in
+    # The elbows stay low, forward of the body and mostly inside the shoulders; the forearms swing about them, so the hands open and close in
     # front of the chest and the upper arms hardly move: the moving region is the hands' and forearms' compact
     # blob, as in the real recordings. People clap unevenly: one hand often does most of the moving, and the
     # hands often meet off the midline (a real DVS128 Gesture clap sits wholly on the subject's right, about 0.2
@@ -332,7 +332,7 @@ def _clap(t, s, body, joints):
     for side, sign, share in (("r", -1, right_share), ("l", 1, 1.35 - right_share)):
         shoulder = joints[f"shoulder_{side}"]
         # both elbows shift with the hands, so the forearms meet as in a centred clap and none reaches across
-        sideways = np.clip(sign * body.upper_arm * _between(-0.1, 0.15, s.shape[0]) + meet[0], -0.8 * body.upper_arm, 0.8 * body.upper_arm)
+        sideways = np.clip(sign * body.upper_arm * _between(-0.45, 0.05, s.shape[0]) + meet[0], -0.8 * body.upper_arm, 0.8 * body.upper_arm)
         down, forward = _unit(np.array([1.0, _between(0.5, 1.0, s.shape[4])])) * np.sqrt(body.upper_arm**2 - sideways**2)
         elbow = shoulder + np.array([sideways, down, -forward])
         target = meet + [sign * 0.015, elbow[1] - raise_hands, 0.0]
@@ -370,7 +370,7 @@ def _circle(side, subject_clockwise):
         angle = s.phase + turn * _cycle(s, t)
         # a straight arm sweeps a cone: the hand's circle is centred out to the side of the shoulder, wider up
         # and down than across (the arm cannot cross the chest), and comes forward where the circle is small;
-        # the real DVS128 Gesture circle is 1.6 times as tall as wide, its centre half its height out from the shoulder
+        # the real DVS128 Gesture circle is 1.6 times as tall as wide, its centre a quarter of its height out from the shoulder
         outward = sign * arm * _between(0.05, 0.5, s.shape[0])
         across, up_down = arm * _between(0.4, 0.8, s.shape[1]) * _size(s, t), arm * _between(0.8, 0.97, s.shape[2])
         planar = np.array([outward + across * np.cos(angle), up_down * np.sin(angle)])
