@@ -1,8 +1,8 @@
 """Synthetic recordings: the real datasets' layouts, determinism, and motions that are what they are called."""
 import csv
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,7 +22,16 @@ from masnn.datasets.synth.generator import (
     write_gait_dataset,
     write_gesture_dataset,
 )
-from masnn.datasets.synth.motions import Body, Interlude, front_skeleton, gesture_pose, lean_forward, random_gait, random_style, walk_pose
+from masnn.datasets.synth.motions import (
+    Body,
+    Interlude,
+    front_skeleton,
+    gesture_pose,
+    lean_forward,
+    random_gait,
+    random_style,
+    walk_pose,
+)
 
 QUIET = PixelParams(background_rate_hz=0.0, hot_pixel_fraction=0.0)
 

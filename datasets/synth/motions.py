@@ -224,9 +224,9 @@ INTERLUDE_KINDS = ("still", "fidget", "step", "crouch")
 class Interlude:
     """A stretch with no gesture in it, as people fill the time between gestures: standing still, fidgeting
     (swaying and looking around), stepping sideways and back, or bobbing down and up (sitting down and standing
-    up, crouching, leaning forward as people do). The whole body moves; the arms only hang. ``amplitude``: how many times the person's idle
-    motion for still and fidget, how far the pelvis travels (body heights) for step and crouch; one way of the
-    trip takes ``travel_s``, with a human velocity profile (smoothstep)."""
+    up, crouching, leaning forward as people do). The whole body moves; the arms only hang. ``amplitude``: how
+    many times the person's idle motion for still and fidget, how far the pelvis travels (body heights) for step
+    and crouch; one way of the trip takes ``travel_s``, with a human velocity profile (smoothstep)."""
 
     kind: str
     duration: float
@@ -318,11 +318,11 @@ def _arms_to(targets: dict[str, np.ndarray], body: Body, joints) -> dict[str, np
 
 
 def _clap(t, s, body, joints):
-    # The elbows stay low, forward of the body and mostly inside the shoulders; the forearms swing about them, so the hands open and close in
-    # front of the chest and the upper arms hardly move: the moving region is the hands' and forearms' compact
-    # blob, as in the real recordings. People clap unevenly: one hand often does most of the moving, and the
-    # hands often meet off the midline (a real DVS128 Gesture clap sits wholly on the subject's right, about 0.2
-    # body heights from the midline), both elbows shifted towards that side.
+    # The elbows stay low, forward of the body and mostly inside the shoulders; the forearms swing about them, so
+    # the hands open and close in front of the chest and the upper arms hardly move: the moving region is the
+    # hands' and forearms' compact blob, as in the real recordings. People clap unevenly: one hand often does most
+    # of the moving, and the hands often meet off the midline (a real DVS128 Gesture clap sits wholly on the
+    # subject's right, about 0.2 body heights from the midline), both elbows shifted towards that side.
     cycle = _cycle(s, t) + s.phase
     opening = _size(s, t) * _between(0.35, 0.9, s.shape[1]) * (1 + np.cos(cycle)) / 2  # radians, per hand at most
     right_share = _between(0.35, 1.0, s.shape[3])
@@ -369,8 +369,9 @@ def _circle(side, subject_clockwise):
         arm = body.upper_arm + body.forearm
         angle = s.phase + turn * _cycle(s, t)
         # a straight arm sweeps a cone: the hand's circle is centred out to the side of the shoulder, wider up
-        # and down than across (the arm cannot cross the chest), and comes forward where the circle is small;
-        # the real DVS128 Gesture circle is 1.6 times as tall as wide, its centre a quarter of its height out from the shoulder
+        # and down than across (the arm cannot cross the chest), and comes forward where the circle is small; the
+        # real DVS128 Gesture circle is 1.6 times as tall as wide, its centre a quarter of its height out from the
+        # shoulder
         outward = sign * arm * _between(0.05, 0.5, s.shape[0])
         across, up_down = arm * _between(0.4, 0.8, s.shape[1]) * _size(s, t), arm * _between(0.8, 0.97, s.shape[2])
         planar = np.array([outward + across * np.cos(angle), up_down * np.sin(angle)])
