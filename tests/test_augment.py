@@ -17,6 +17,7 @@ from masnn.datasets.transforms.augment import (
     PolarityBalance,
     RandomApply,
     TimeStretch,
+    reverse_time,
 )
 from masnn.datasets.transforms.augment_recipe import IDENTITY, RECOMMENDED, build_augmentation, parse_augment
 from masnn.datasets.transforms.augment_spatial import (
@@ -311,3 +312,14 @@ def test_spec_parsing():
                          ("noise=1,noise=2", "twice"), ("identity,noise=1", "unknown augmentation")]:
         with pytest.raises(ValueError, match=message):
             parse_augment(bad)
+
+
+def test_reverse_time_against_a_plain_loop(events):
+    span = SPAN_US // 2
+    out = reverse_time(events, span)
+    expected = [(span - 1 - int(e["t"]), int(e["x"]), int(e["y"]), 1 - int(e["p"])) for e in events[::-1] if 0 <= e["t"] < span]
+    assert out.dtype == EVENT_DTYPE and len(out) == len(expected) > 0
+    assert [(int(e["t"]), int(e["x"]), int(e["y"]), int(e["p"])) for e in out] == expected
+    assert np.all(np.diff(out["t"]) >= 0)
+    np.testing.assert_array_equal(reverse_time(out, span), events[events["t"] < span])  # twice is the identity
+    assert len(reverse_time(events[:0], span)) == 0

@@ -1,5 +1,6 @@
 """Augmented training data: EventCache, AugmentedFrameDataset (identity recipe == FrameDataset, determinism per
 (seed, epoch, index), the time stretch's longer read), training_set, TrainConfig.augment and `masnn train --augment`."""
+import dataclasses
 import os
 import subprocess
 import sys
@@ -14,8 +15,10 @@ from masnn.datasets.io.readers import read_events
 from masnn.datasets.loaders.augmented import AugmentedFrameDataset, EventCache, training_set
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset, Sample, frame_window
 from masnn.datasets.loaders.gesture import NO_GESTURE, gesture_samples
+from masnn.datasets.loaders.table import GESTURE_CLASSES, time_reversed_labels
 from masnn.datasets.transforms.augment_recipe import RECOMMENDED
 from masnn.datasets.transforms.pipeline import FramingConfig
+from masnn.training.card import training_block
 from masnn.training.config import TrainConfig, load_config
 
 SMALL = FramingConfig(dt_us=10_000, n_frames=20, size=32)  # 0.2 s windows inside 0.6-0.8 s tiny gestures
@@ -125,14 +128,63 @@ def test_train_augment_flag_reaches_the_checkpoint(gesture_root, tmp_path):
     out = tmp_path / "run"
     run = subprocess.run(
         [sys.executable, "-m", "masnn", "train", "--data", str(gesture_root), "--preset", "gesture-cpu-sim2real",
-         "--augment", "noise=0.5,drop=0.3", "--epochs", "1", "--batch-size", "8", "--out", str(out), "--device", "cpu",
+         "--augment", "noise=0.5,drop=0.3", "--time-reversal", "0.25", "--epochs", "1", "--batch-size", "8", "--out", str(out), "--device", "cpu",
          "--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    assert "training crops augmented: noise=0.5,drop=0.3" in run.stdout
+    assert "training crops augmented: noise=0.5,drop=0.3; 25% of them played backwards" in run.stdout
     from masnn.checkpoint import load_checkpoint
 
-    assert load_checkpoint(out / "last.pt")["config"]["augment"] == "noise=0.5,drop=0.3"
+    config = load_checkpoint(out / "last.pt")["config"]
+    assert config["augment"] == "noise=0.5,drop=0.3" and config["time_reversal"] == 0.25
     assert any((tmp_path / "cache" / "events").glob("*.npy"))
     refused = subprocess.run([sys.executable, "-m", "masnn", "train", "--data", str(gesture_root), "--augment", "flip=1"],
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and refused.stderr.startswith("error: --augment: unknown augmentation 'flip'")
+
+
+def test_time_reversed_labels_swap_only_the_arm_circles_senses():
+    swaps = time_reversed_labels(GESTURE_CLASSES)
+    named = {GESTURE_CLASSES[a]: GESTURE_CLASSES[b] for a, b in swaps.items()}
+    assert named == {"right arm clockwise": "right arm counter-clockwise", "right arm counter-clockwise": "right arm clockwise",
+                     "left arm clockwise": "left arm counter-clockwise", "left arm counter-clockwise": "left arm clockwise"}
+    assert time_reversed_labels([f"subject {i}" for i in range(20)]) == {}  # gait: a walker stays a walker
+    assert time_reversed_labels(["clockwise", "left arm clockwise"]) == {}  # no twin, no swap
+
+
+def test_reversed_crops_are_the_frames_mirrored_in_time_with_polarities_and_circles_swapped(gesture_root):
+    by_label = {}
+    for sample in gesture_samples(gesture_root, "train"):
+        by_label.setdefault(sample.label, sample)
+    chosen = [by_label[label] for label in (0, 3, 4, 5)]  # a clap, right arm CW and CCW, left arm CW
+    plain = AugmentedFrameDataset(chosen, SMALL, "identity", seed=5)
+    backwards = AugmentedFrameDataset(chosen, SMALL, "identity", seed=5, time_reversal=1.0,
+                                      reversed_labels=time_reversed_labels(GESTURE_CLASSES))
+    for i, expected_label in enumerate((0, 4, 3, 6)):
+        frames, label = plain[i]
+        reversed_frames, reversed_label = backwards[i]
+        assert label == chosen[i].label and reversed_label == expected_label
+        # 10 ms bins over a 200 ms window: bin k holds what bin T-1-k held, ON and OFF exchanged
+        assert frames.sum() > 0 and torch.equal(reversed_frames, frames.flip(0).flip(1))
+
+
+def test_time_reversal_share_is_drawn_per_seed_epoch_index(samples):
+    labels = time_reversed_labels(GESTURE_CLASSES)
+    half = AugmentedFrameDataset(samples * 8, SMALL, "identity", seed=2, time_reversal=0.5, reversed_labels=labels)
+    plain = AugmentedFrameDataset(samples * 8, SMALL, "identity", seed=2)
+    flipped = [not torch.equal(half[i][0], plain[i][0]) for i in range(len(half))]
+    assert 8 <= sum(flipped) <= 32  # about half of 40
+    again = AugmentedFrameDataset(samples * 8, SMALL, "identity", seed=2, time_reversal=0.5, reversed_labels=labels)
+    assert [not torch.equal(again[i][0], plain[i][0]) for i in reversed(range(len(half)))][::-1] == flipped
+    with pytest.raises(ValueError, match="time_reversal"):
+        AugmentedFrameDataset(samples, SMALL, "identity", time_reversal=1.5)
+
+
+def test_time_reversal_in_config_training_set_and_card():
+    assert TrainConfig().time_reversal == 0.0
+    with pytest.raises(ValueError, match="time_reversal"):
+        TrainConfig(time_reversal=-0.1)
+    assert load_config(preset="gesture-cpu-small", overrides={"time_reversal": 0.5}).time_reversal == 0.5
+    config = dataclasses.asdict(load_config(preset="gesture-cpu-small", overrides={"time_reversal": 0.5}))
+    card = training_block({"config": config, "best": 0.1}, history=[])
+    assert "crops; 50% of the crops played backwards, the arm circles' senses swapped" in card
+    assert "backwards" not in training_block({"config": {**config, "time_reversal": 0.0}, "best": 0.1}, history=[])

@@ -43,6 +43,10 @@ def train_command(
                                           "(names: scale rotate shear shift stretch drop polarity noise hot; "
                                           "name=value@p sets a probability); '' is off. Default: the preset's "
                                           "(gesture-cpu-sim2real's recipe; off in the others).", show_default=False),
+    time_reversal: Optional[float] = typer.Option(None, min=0.0, max=1.0, metavar="P",
+                                                  help="Play this share of the training crops backwards (an arm "
+                                                  "circle's label then swaps clockwise and counter-clockwise). "
+                                                  "Default: the preset's (0).", show_default=False),
     seed: Optional[int] = typer.Option(None, min=0, help="Seed of weights, crops and batches. Default: 0.", show_default=False),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
     resume: bool = typer.Option(False, help="Continue from OUT/last.pt.", show_default=True),
@@ -63,7 +67,7 @@ def train_command(
 
     find_dataset(dataset)  # an unknown dataset is refused before the preset line
     overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, loss=loss,
-                     scheduler=scheduler, augment=augment, seed=seed, device=device)
+                     scheduler=scheduler, augment=augment, time_reversal=time_reversal, seed=seed, device=device)
     if preset is None and config is None:
         preset, line = device_preset(dataset, torch_device(device).type)
         console.print(line, soft_wrap=True)  # one line, never wrapped
@@ -74,7 +78,8 @@ def train_command(
     if not cfg.class_names:
         cfg.class_names = spec.class_names(data)
     frame_cache = _frame_cache(cache, data)
-    train_set = training_set(train_samples, framing, cfg.augment, cfg.seed, frame_cache, cfg.no_gesture)  # augmented when cfg.augment says so
+    train_set = training_set(train_samples, framing, cfg.augment, cfg.seed, frame_cache, cfg.no_gesture,  # augmented as cfg says
+                             cfg.time_reversal, cfg.class_names)
     val_set = FrameDataset(val_samples, framing, "random-crop", seed=cfg.seed + 1, cache=frame_cache) if val_samples else None
     paper_test_set = None
     if paper_test_selection:
@@ -82,7 +87,8 @@ def train_command(
     no_gesture = len(train_set) - len(train_samples)
     console.print(f"{len(train_samples)} training" + (f" (and {no_gesture} without a gesture)" if cfg.no_gesture else "")
                   + f" and {len(val_samples)} validation samples; {framing}"
-                  + (f"; training crops augmented: {cfg.augment}" if cfg.augment else ""), soft_wrap=True)
+                  + (f"; training crops augmented: {cfg.augment}" if cfg.augment else "")
+                  + (f"; {cfg.time_reversal:.0%} of them played backwards" if cfg.time_reversal else ""), soft_wrap=True)
     result = train(cfg, train_set, val_set, progress=True, resume=resume, paper_test_set=paper_test_set)
     console.print(f"best validation accuracy: {result['best']} (best.pt); checkpoints and metrics in {cfg.out_dir}")
     if paper_test_set is not None:

@@ -33,7 +33,8 @@ def run_ablation(config: TrainConfig, train_samples, val_samples, test_samples, 
             out = Path(config.out_dir) / f"{name}-seed{seed}"
             variant = dataclasses.replace(config, attention=name, seed=seed, out_dir=str(out))
             framing = framing_config(variant.framing, variant.T)
-            train_set = training_set(train_samples, framing, variant.augment, seed, cache, variant.no_gesture)  # augmented as the config says
+            train_set = training_set(train_samples, framing, variant.augment, seed, cache, variant.no_gesture,  # as the config says
+                                     variant.time_reversal, variant.class_names)
             val_set = FrameDataset(val_samples, framing, "random-crop", seed=seed + 1, cache=cache) if val_samples else None
             train(variant, train_set, val_set, progress=progress)
             checkpoints[name] = out / "best.pt"

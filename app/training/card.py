@@ -61,8 +61,11 @@ def _recipe(config: dict) -> str:
     augment = f", augmented ({config['augment']})" if config.get("augment") else ""
     no_gesture = ("; crops of the stretches without a gesture trained towards every class equally likely"
                   if config.get("no_gesture") else "")
+    reversed_share = (f"; {config['time_reversal']:.0%} of the crops played backwards, the arm circles' senses swapped"
+                      if config.get("time_reversal") else "")
     return (f"{optimizer} lr {config['lr']:g}{decay}, batch {config['batch_size']}, {loss}, {schedule}; "
-            f"{config['epochs']} epochs, seed {config['seed']}, random {window:g} ms crops{augment}{no_gesture}")
+            f"{config['epochs']} epochs, seed {config['seed']}, random {window:g} ms crops{augment}{no_gesture}"
+            f"{reversed_share}")
 
 
 def _read_json(path: Path):

@@ -34,6 +34,9 @@ class TrainConfig:
     # every class equally likely (masnn.datasets.loaders.gesture.no_gesture_samples): a window with no gesture in
     # it then reads as uncertain instead of as the gesture it looks least unlike
     no_gesture: bool = False
+    # the share of training crops played backwards, a clockwise arm circle then labelled counter-clockwise and
+    # back (masnn.datasets.loaders.augmented): the two senses then differ in nothing but their sense
+    time_reversal: float = 0.0
     # optimisation
     epochs: int = 300
     batch_size: int = 128  # global: split over ranks when distributed
@@ -61,6 +64,8 @@ class TrainConfig:
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {getattr(self, name)!r}")
+        if not 0 <= self.time_reversal <= 1:
+            raise ValueError(f"time_reversal is a probability in [0, 1], got {self.time_reversal}")
         if self.batch_size < 1 or self.epochs < 0:
             raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {self.batch_size} and {self.epochs}")
         self.framing = framing_table(self.framing)

@@ -13,7 +13,12 @@ access, so they are made from events each time, in four steps:
    recipe's ``time_reach`` (1.25 with a time stretch down to 0.8, which squeezes 1.25 windows of input into one).
    Times become relative to the crop's start (the stretch is about the window's start).
 3. The recipe runs with ``numpy.random.default_rng([seed, epoch, index, AUGMENT_STREAM])``: fixed by (seed,
-   epoch, index) whatever the worker or the order of access, and apart from the crop's draw.
+   epoch, index) whatever the worker or the order of access, and apart from the crop's draw. Then, with
+   probability ``time_reversal`` (drawn from the stream REVERSAL_STREAM), the window is played backwards
+   (``reverse_time``) and the label becomes that of the reversed motion (``time_reversed_labels``): a clockwise
+   arm circle and its counter-clockwise twin then look alike in every respect but their sense, so a model cannot
+   tell them apart by anything the renderer happens to draw differently. Reversal drops the look-back before
+   the window, so a denoising framing sees none on reversed crops.
 4. The events are framed as FrameDataset's are (``StreamFramer``: denoising when the framing asks for it, after
    the augmentation, as a real recording is denoised at inference; the spatial map; T windows of dt from the
    crop's start), so with the "identity" recipe the frames equal FrameDataset's for the same crop.
@@ -30,6 +35,8 @@ from masnn.datasets.events import EVENT_DTYPE
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.loaders.cache import FrameDataset, NpyCache, Sample, read_window, sample_key
 from masnn.datasets.loaders.gesture import no_gesture_samples
+from masnn.datasets.loaders.table import time_reversed_labels
+from masnn.datasets.transforms.augment import reverse_time
 from masnn.datasets.transforms.augment_recipe import parse_augment
 from masnn.datasets.transforms.augment_spatial import copy_events
 from masnn.datasets.transforms.framing import first_index_at_or_after
@@ -40,6 +47,7 @@ EVENT_CACHE_VERSION = 1  # bump when what an entry holds changes
 STORED_DTYPE = np.dtype({"names": ["t", "x", "y", "p"], "formats": ["<i8", "<i2", "<i2", "u1"], "offsets": [0, 8, 10, 12],
                          "itemsize": EVENT_DTYPE.itemsize})
 AUGMENT_STREAM = 1  # the augmentation's generator is default_rng([seed, epoch, index, AUGMENT_STREAM])
+REVERSAL_STREAM = 2  # whether a crop is played backwards: default_rng([seed, epoch, index, REVERSAL_STREAM])
 
 
 class EventCache(NpyCache):
@@ -57,11 +65,17 @@ class EventCache(NpyCache):
 
 class AugmentedFrameDataset(FrameDataset):
     """Random crops (float32 [T, 2, H, W], label) framed from events augmented by the recipe ``augment`` (a spec,
-    see ``masnn.datasets.transforms.augment_recipe``); crop placement and ``set_epoch`` are FrameDataset's."""
+    see ``masnn.datasets.transforms.augment_recipe``), a share ``time_reversal`` of them played backwards with
+    their labels mapped by ``reversed_labels``; crop placement and ``set_epoch`` are FrameDataset's."""
 
     def __init__(self, samples: list[Sample], config: FramingConfig = FramingConfig(), augment: str = "identity",
-                 seed: int = 0, cache: EventCache | None = None):
+                 seed: int = 0, cache: EventCache | None = None, time_reversal: float = 0.0,
+                 reversed_labels: dict[int, int] | None = None):
         super().__init__(samples, config, "random-crop", seed=seed)
+        if not 0 <= time_reversal <= 1:
+            raise ValueError(f"time_reversal is a probability in [0, 1], got {time_reversal}")
+        self.time_reversal = time_reversal
+        self.reversed_labels = reversed_labels or {}
         self.augment = augment
         self.recipe = parse_augment(augment)
         self.event_cache = cache
@@ -102,21 +116,27 @@ class AugmentedFrameDataset(FrameDataset):
         events, _ = self.crop_events(index)
         rng = np.random.default_rng([self.seed, self.epoch, index, AUGMENT_STREAM])
         events = self.transform(sensor_size)(events, rng)  # (n,) sorted by time, inside the sensor
+        label = sample.label
+        if self.time_reversal and np.random.default_rng([self.seed, self.epoch, index, REVERSAL_STREAM]).random() < self.time_reversal:
+            events = reverse_time(events, self.config.window_us)
+            label = self.reversed_labels.get(label, label)
         frames = frame_events(events, sensor_size, self.config, 0, self.config.n_frames)  # (T, 2, H, W)
-        return torch.from_numpy(frames.astype(np.float32)), sample.label
+        return torch.from_numpy(frames.astype(np.float32)), label
 
 
 def training_set(samples: list[Sample], config: FramingConfig, augment: str, seed: int, frame_cache=None,
-                 no_gesture: bool = False):
+                 no_gesture: bool = False, time_reversal: float = 0.0, class_names: list[str] | None = None):
     """The training split's dataset: FrameDataset's random crops (through ``frame_cache``), or, with an
-    augmentation spec, AugmentedFrameDataset's (through an EventCache in the frame cache's folder /events);
-    ``no_gesture`` adds the samples' unlabelled stretches that hold a whole window (after them, NO_GESTURE)."""
+    augmentation spec or ``time_reversal`` > 0, AugmentedFrameDataset's (through an EventCache in the frame
+    cache's folder /events; reversed labels from ``class_names``); ``no_gesture`` adds the samples' unlabelled
+    stretches that hold a whole window (after them, NO_GESTURE)."""
     if no_gesture:
         samples = samples + no_gesture_samples(samples, config.window_us)
-    if not parse_augment(augment):
+    if not parse_augment(augment) and not time_reversal:
         return FrameDataset(samples, config, "random-crop", seed=seed, cache=frame_cache)
     event_cache = None if frame_cache is None else EventCache(frame_cache.root / "events")
-    return AugmentedFrameDataset(samples, config, augment, seed=seed, cache=event_cache)
+    return AugmentedFrameDataset(samples, config, augment or "identity", seed=seed, cache=event_cache,
+                                 time_reversal=time_reversal, reversed_labels=time_reversed_labels(class_names or []))
 
 
-__all__ = ["AUGMENT_STREAM", "AugmentedFrameDataset", "EventCache", "training_set"]
+__all__ = ["AUGMENT_STREAM", "REVERSAL_STREAM", "AugmentedFrameDataset", "EventCache", "training_set"]

@@ -74,6 +74,19 @@ class TimeStretch(EventTransform):
         return out
 
 
+def reverse_time(events: np.ndarray, span_us: int) -> np.ndarray:
+    """The window [0, span_us) played backwards: t -> span_us - 1 - t, the order reversed and each polarity
+    flipped (a pixel that brightened going forwards darkens going backwards); events outside the window are
+    dropped. Time bins of a width that divides ``span_us`` map exactly onto the mirrored bins. Not an
+    ``EventTransform``: reversing a motion can change its class (an arm circled clockwise, played backwards, is
+    circled counter-clockwise), so the caller that knows the label does it (``masnn.datasets.loaders.augmented``)."""
+    inside = events[(events["t"] >= 0) & (events["t"] < span_us)][::-1]
+    out = copy_events(inside)
+    out["t"] = span_us - 1 - inside["t"]
+    out["p"] = 1 - inside["p"]
+    return out
+
+
 # --------------------------------------------------------------------------------------------------- drops
 
 
@@ -295,4 +308,4 @@ class Compose(EventTransform):
 
 
 __all__ = ["BackgroundNoise", "Compose", "DropArea", "DropEvents", "DropTimeSlice", "EventTransform", "HotPixels",
-           "OneOf", "PolarityBalance", "RandomApply", "TimeStretch", "merge_by_time"]
+           "OneOf", "PolarityBalance", "RandomApply", "TimeStretch", "merge_by_time", "reverse_time"]
