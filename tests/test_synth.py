@@ -149,17 +149,20 @@ def test_hand_waves_happen_on_the_waving_arms_side(gesture, side):
 
 def test_hand_clap_meets_in_front_of_the_body_on_either_side_of_the_midline():
     body = Body()
-    centres, across = [], []
+    centres, across, rising = [], [], []
     for seed in range(24):
         style = random_style(0, np.random.default_rng(seed))
         poses = [gesture_pose(0, t, style, body) for t in np.linspace(0, 1 / style.frequency, 12, endpoint=False)]
         centres.append(np.mean([(p["wrist_r"][0] + p["wrist_l"][0]) / 2 for p in poses]))
         across += [abs(p[f"wrist_{side}"][0] - p[f"elbow_{side}"][0]) for p in poses for side in "rl"]
+        rising += [p[f"elbow_{side}"][1] - p[f"wrist_{side}"][1] for p in poses for side in "rl"]
     centres = np.array(centres)
     assert np.abs(centres).max() < 0.25  # within the shoulders' reach (half width 0.12 plus the forearm)
     assert centres.min() < -0.08 and centres.max() > 0.08  # off the midline, on both sides (a real clap: ~0.2)
     # the forearms point at the camera, not across the body (a forearm lying across looks like a long bar)
     assert max(across) < 0.8 * body.forearm and np.median(across) < 0.7 * body.forearm, (max(across), np.median(across))
+    # the hands above the elbows (y down): the real clap's moving region is as tall as half its width
+    assert min(rising) > 0.05 * body.forearm and np.median(rising) > 0.3 * body.forearm
 
 
 def test_arm_circles_are_taller_than_wide_and_some_sit_well_out_from_the_shoulder():

@@ -324,10 +324,12 @@ def _clap(t, s, body, joints):
     # of the moving, and the hands often meet off the midline (a real DVS128 Gesture clap sits wholly on the
     # subject's right, about 0.2 body heights from the midline), both elbows shifted towards that side.
     cycle = _cycle(s, t) + s.phase
-    opening = _size(s, t) * _between(0.35, 0.9, s.shape[1]) * (1 + np.cos(cycle)) / 2  # radians, per hand at most
+    # the real clap's moving region is about 50 x 30 pixels, the size of the real drumming's: wide-opening hands on
+    # rising forearms (with the hands at elbow height and half the opening, synthetic claps made half that area)
+    opening = _size(s, t) * _between(0.6, 1.3, s.shape[1]) * (1 + np.cos(cycle)) / 2  # radians, per hand at most
     right_share = _between(0.35, 1.0, s.shape[3])
     meet = np.array([_between(-0.15, 0.15, s.shape[2]), 0.0, 0.0])
-    raise_hands = body.forearm * _between(-0.1, 0.3, s.shape[0]) - 0.02 * np.sin(cycle)  # hands near elbow height
+    raise_hands = body.forearm * _between(0.2, 0.7, s.shape[0]) - 0.02 * np.sin(cycle)  # forearms rising
     out = {}
     for side, sign, share in (("r", -1, right_share), ("l", 1, 1.35 - right_share)):
         shoulder = joints[f"shoulder_{side}"]
