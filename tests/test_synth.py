@@ -1,8 +1,8 @@
 """Synthetic recordings: the real datasets' layouts, determinism, and motions that are what they are called."""
 import csv
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
