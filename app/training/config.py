@@ -13,6 +13,7 @@ from pathlib import Path
 import tomllib
 
 from masnn.checkpoint import framing_table
+from masnn.datasets.loaders.augmented import check_time_reversal
 from masnn.datasets.transforms.augment_recipe import RECOMMENDED, parse_augment
 
 
@@ -64,8 +65,7 @@ class TrainConfig:
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {getattr(self, name)!r}")
-        if not 0 <= self.time_reversal <= 1:
-            raise ValueError(f"time_reversal is a probability in [0, 1], got {self.time_reversal}")
+        check_time_reversal(self.time_reversal)
         if self.batch_size < 1 or self.epochs < 0:
             raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {self.batch_size} and {self.epochs}")
         self.framing = framing_table(self.framing)

@@ -50,6 +50,13 @@ AUGMENT_STREAM = 1  # the augmentation's generator is default_rng([seed, epoch, 
 REVERSAL_STREAM = 2  # whether a crop is played backwards: default_rng([seed, epoch, index, REVERSAL_STREAM])
 
 
+def check_time_reversal(share: float) -> float:
+    """``share`` when it is a probability; ValueError otherwise (the config checks it before any work too)."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"time_reversal is a probability in [0, 1], got {share}")
+    return share
+
+
 class EventCache(NpyCache):
     """Whole-sample events on disk, one .npy per (sample, lead); see the module docstring."""
 
@@ -72,9 +79,7 @@ class AugmentedFrameDataset(FrameDataset):
                  seed: int = 0, cache: EventCache | None = None, time_reversal: float = 0.0,
                  reversed_labels: dict[int, int] | None = None):
         super().__init__(samples, config, "random-crop", seed=seed)
-        if not 0 <= time_reversal <= 1:
-            raise ValueError(f"time_reversal is a probability in [0, 1], got {time_reversal}")
-        self.time_reversal = time_reversal
+        self.time_reversal = check_time_reversal(time_reversal)
         self.reversed_labels = reversed_labels or {}
         self.augment = augment
         self.recipe = parse_augment(augment)
@@ -139,4 +144,4 @@ def training_set(samples: list[Sample], config: FramingConfig, augment: str, see
                                  time_reversal=time_reversal, reversed_labels=time_reversed_labels(class_names or []))
 
 
-__all__ = ["AUGMENT_STREAM", "REVERSAL_STREAM", "AugmentedFrameDataset", "EventCache", "training_set"]
+__all__ = ["AUGMENT_STREAM", "REVERSAL_STREAM", "AugmentedFrameDataset", "EventCache", "check_time_reversal", "training_set"]

@@ -31,19 +31,20 @@ GESTURE_CLASSES = [
 ]
 
 
-
 def time_reversed_labels(class_names: list[str]) -> dict[int, int]:
     """label -> the label of the same motion played backwards, for the classes that change: a clockwise arm
     circle becomes the same arm's counter-clockwise one and back; every other class (claps, waves, rolls,
     drumming, identities) stays itself."""
-    swapped = {"counter-clockwise": "clockwise", "clockwise": "counter-clockwise"}
-    out = {}
-    for label, name in enumerate(class_names):
-        for word, other in swapped.items():
-            if name.endswith(" " + word) and name[: -len(word)] + other in class_names:
-                out[label] = class_names.index(name[: -len(word)] + other)
-                break
-    return out
+    def reversed_name(name: str) -> str:
+        if name.endswith(" counter-clockwise"):
+            return name.removesuffix("counter-clockwise") + "clockwise"
+        if name.endswith(" clockwise"):
+            return name.removesuffix("clockwise") + "counter-clockwise"
+        return name
+
+    return {label: class_names.index(reversed_name(name)) for label, name in enumerate(class_names)
+            if reversed_name(name) != name and reversed_name(name) in class_names}
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
