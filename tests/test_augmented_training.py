@@ -129,14 +129,15 @@ def test_train_augment_flag_reaches_the_checkpoint(gesture_root, tmp_path):
     out = tmp_path / "run"
     run = subprocess.run(
         [sys.executable, "-m", "masnn", "train", "--data", str(gesture_root), "--preset", "gesture-cpu-sim2real",
-         "--augment", "noise=0.5,drop=0.3", "--time-reversal", "0.25", "--epochs", "1", "--batch-size", "8", "--out", str(out), "--device", "cpu",
+         "--augment", "noise=0.5,drop=0.3", "--time-reversal", "0.25", "--ema", "0.9", "--epochs", "1", "--batch-size", "8", "--out", str(out), "--device", "cpu",
          "--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    assert "training crops augmented: noise=0.5,drop=0.3; 25% of them played backwards" in run.stdout
+    assert ("training crops augmented: noise=0.5,drop=0.3; 25% of them played backwards; the weights' moving average "
+            "(decay 0.9 per step) validated and kept") in run.stdout
     from masnn.checkpoint import load_checkpoint
 
     config = load_checkpoint(out / "last.pt")["config"]
-    assert config["augment"] == "noise=0.5,drop=0.3" and config["time_reversal"] == 0.25
+    assert config["augment"] == "noise=0.5,drop=0.3" and config["time_reversal"] == 0.25 and config["ema"] == 0.9
     assert any((tmp_path / "cache" / "events").glob("*.npy"))
     refused = subprocess.run([sys.executable, "-m", "masnn", "train", "--data", str(gesture_root), "--augment", "flip=1"],
                              capture_output=True, text=True, timeout=300)
@@ -189,3 +190,10 @@ def test_time_reversal_in_config_training_set_and_card():
     card = training_block({"config": config, "best": 0.1}, history=[])
     assert "crops; 50% of the crops played backwards, the arm circles' senses swapped" in card
     assert "backwards" not in training_block({"config": {**config, "time_reversal": 0.0}, "best": 0.1}, history=[])
+
+
+def test_the_weight_average_in_the_card():
+    config = dataclasses.asdict(load_config(preset="gesture-cpu-small", overrides={"ema": 0.995}))
+    card = training_block({"config": config, "best": 0.1}, history=[])
+    assert "crops; the model is the moving average of the weights (decay 0.995 per step)" in card
+    assert "moving average" not in training_block({"config": {**config, "ema": 0.0}, "best": 0.1}, history=[])

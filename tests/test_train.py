@@ -139,10 +139,11 @@ def test_paper_selection_is_the_best_test_epoch_and_kept_apart(tmp_path):
     assert accuracy(build_model(kept), test, 12, torch.device("cpu")) == best_epoch["test_acc"]
 
 
-def test_resume_after_interrupted_epoch_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_interrupted_epoch_equals_uninterrupted_run(tmp_path, ema):
     torch.use_deterministic_algorithms(True)
     try:
-        cfg = config(tmp_path, "full", epochs=3)  # plateau scheduler: its state must survive the restart too
+        cfg = config(tmp_path, "full", epochs=3, ema=ema)  # plateau scheduler: its state must survive the restart too
         train(cfg, Blobs(24), progress=False)
         cut = replace(cfg, out_dir=str(tmp_path / "cut"))
         with pytest.raises(Interrupted):
@@ -153,9 +154,36 @@ def test_resume_after_interrupted_epoch_equals_uninterrupted_run(tmp_path):
         torch.use_deterministic_algorithms(False)
     assert [r["epoch"] for r in result["history"]] == [1, 2, 3]
     full, resumed = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
-    assert_same(full["model"], resumed["model"])
+    assert_same(full["model"], resumed["model"])  # with an average: the average, and the trained weights below
+    assert_same(full.get("trained", {}), resumed.get("trained", {}))
+    assert full.get("averaged_steps") == resumed.get("averaged_steps") == (9 if ema else None)
     assert full["history"][-1]["train_loss"] == resumed["history"][-1]["train_loss"]
     assert_same(weights(tmp_path / "full" / "best.pt"), weights(tmp_path / "cut" / "best.pt"))
+
+
+def test_the_weight_average_is_the_moving_average_of_the_trained_steps(tmp_path):
+    """One step an epoch (8 samples, batch 8, constant rate): the plain runs of 1, 2 and 3 epochs give the trained
+    weights after each step, and the average is worked out from them by hand."""
+    def trained_for(epochs: int) -> dict:
+        train(config(tmp_path, f"plain{epochs}", epochs=epochs, scheduler="none", batch_size=8), Blobs(8), progress=False)
+        return weights(tmp_path / f"plain{epochs}" / "last.pt")
+
+    steps = [trained_for(epochs) for epochs in (1, 2, 3)]
+    decay = 0.75
+    averaged = train(config(tmp_path, "ema", epochs=3, scheduler="none", batch_size=8, ema=decay), Blobs(8),
+                     val_set=Blobs(6, seed=1), progress=False)
+    ckpt = load_checkpoint(tmp_path / "ema" / "last.pt")
+    assert_same(ckpt["trained"], steps[2])  # averaging never touches the training
+    assert ckpt["averaged_steps"] == 3
+    for key, value in ckpt["model"].items():
+        if value.is_floating_point():  # weights and BatchNorm statistics alike
+            by_hand = (steps[0][key] * decay + steps[1][key] * (1 - decay)) * decay + steps[2][key] * (1 - decay)
+            assert torch.allclose(value, by_hand, rtol=1e-5, atol=1e-6), key
+    assert any(not torch.equal(ckpt["model"][k], ckpt["trained"][k]) for k in ckpt["model"])
+    model = build_model(ckpt)  # validation scored the average: the model a checkpoint rebuilds
+    assert averaged["val_acc"] == accuracy(model, Blobs(6, seed=1), 8, torch.device("cpu"))
+    with pytest.raises(ValueError, match="ema is a decay per step in"):
+        config(tmp_path, "bad", ema=1.0)
 
 
 def _held(path) -> int:

@@ -47,6 +47,9 @@ def train_command(
                                                   help="Play this share of the training crops backwards (an arm "
                                                   "circle's label then swaps clockwise and counter-clockwise). "
                                                   "Default: the preset's (0).", show_default=False),
+    ema: Optional[float] = typer.Option(None, min=0.0, max=0.9999, metavar="DECAY",
+                                        help="Validate and keep a moving average of the weights with this decay per "
+                                        "step (e.g. 0.995; 0 is off). Default: the preset's (0).", show_default=False),
     seed: Optional[int] = typer.Option(None, min=0, help="Seed of weights, crops and batches. Default: 0.", show_default=False),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
     resume: bool = typer.Option(False, help="Continue from OUT/last.pt.", show_default=True),
@@ -67,7 +70,7 @@ def train_command(
 
     find_dataset(dataset)  # an unknown dataset is refused before the preset line
     overrides = dict(out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr, attention=attention, loss=loss,
-                     scheduler=scheduler, augment=augment, time_reversal=time_reversal, seed=seed, device=device)
+                     scheduler=scheduler, augment=augment, time_reversal=time_reversal, ema=ema, seed=seed, device=device)
     if preset is None and config is None:
         preset, line = device_preset(dataset, torch_device(device).type)
         console.print(line, soft_wrap=True)  # one line, never wrapped
@@ -88,7 +91,9 @@ def train_command(
     console.print(f"{len(train_samples)} training" + (f" (and {no_gesture} without a gesture)" if cfg.no_gesture else "")
                   + f" and {len(val_samples)} validation samples; {framing}"
                   + (f"; training crops augmented: {cfg.augment}" if cfg.augment else "")
-                  + (f"; {cfg.time_reversal:.0%} of them played backwards" if cfg.time_reversal else ""), soft_wrap=True)
+                  + (f"; {cfg.time_reversal:.0%} of them played backwards" if cfg.time_reversal else "")
+                  + (f"; the weights' moving average (decay {cfg.ema:g} per step) validated and kept" if cfg.ema else ""),
+                  soft_wrap=True)
     result = train(cfg, train_set, val_set, progress=True, resume=resume, paper_test_set=paper_test_set)
     console.print(f"best validation accuracy: {result['best']} (best.pt); checkpoints and metrics in {cfg.out_dir}")
     if paper_test_set is not None:

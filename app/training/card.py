@@ -63,9 +63,11 @@ def _recipe(config: dict) -> str:
                   if config.get("no_gesture") else "")
     reversed_share = (f"; {config['time_reversal']:.0%} of the crops played backwards, the arm circles' senses swapped"
                       if config.get("time_reversal") else "")
+    average = (f"; the model is the moving average of the weights (decay {config['ema']:g} per step)"
+               if config.get("ema") else "")
     return (f"{optimizer} lr {config['lr']:g}{decay}, batch {config['batch_size']}, {loss}, {schedule}; "
             f"{config['epochs']} epochs, seed {config['seed']}, random {window:g} ms crops{augment}{no_gesture}"
-            f"{reversed_share}")
+            f"{reversed_share}{average}")
 
 
 def _read_json(path: Path):

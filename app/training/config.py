@@ -38,6 +38,11 @@ class TrainConfig:
     # the share of training crops played backwards, a clockwise arm circle then labelled counter-clockwise and
     # back (masnn.datasets.loaders.augmented): the two senses then differ in nothing but their sense
     time_reversal: float = 0.0
+    # the decay per step of an exponential moving average of the weights and BatchNorm statistics (0 is off): the
+    # average is what validation scores and what checkpoints hold as the model, the trained weights ride along
+    # for a resume. Averaging over the last epochs' steps damps the epoch-to-epoch swings of a synthetic-trained
+    # model's answers on real recordings, which no synthetic validation split sees.
+    ema: float = 0.0
     # optimisation
     epochs: int = 300
     batch_size: int = 128  # global: split over ranks when distributed
@@ -66,6 +71,8 @@ class TrainConfig:
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {getattr(self, name)!r}")
         check_time_reversal(self.time_reversal)
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema is a decay per step in [0, 1), got {self.ema}")
         if self.batch_size < 1 or self.epochs < 0:
             raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {self.batch_size} and {self.epochs}")
         self.framing = framing_table(self.framing)

@@ -11,6 +11,10 @@ best.pt / best_test.pt are written before last.pt, and a resume rewrites one tha
 Randomness: a run seeds torch's generators from ``config.seed`` inside ``torch.random.fork_rng``, so the caller's
 global RNG state is the same after ``train`` as before; python's and numpy's global generators are not used (the
 datasets draw from their own seeded Generators).
+Weight average (``config.ema`` > 0): an exponential moving average of the weights and BatchNorm statistics,
+updated after every step (torch.optim.swa_utils.AveragedModel); validation scores it and checkpoints hold it as
+``model``, with the trained weights as ``trained`` and the number of averaged steps as ``averaged_steps`` for a
+resume. Without it, ``model`` is the trained weights.
 Distributed: under torchrun (WORLD_SIZE > 1) each rank takes batch_size / world samples of the same global batch;
 BatchNorm statistics are synchronised over ranks, so a step equals a one-process step on the global batch.
 """
@@ -29,6 +33,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from masnn.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint
@@ -137,10 +142,23 @@ def _build(config: TrainConfig, device: torch.device, world: int):
     return model, optimizer, SCHEDULERS[config.scheduler](config, optimizer)
 
 
-def _restore(path: Path, config: TrainConfig, device: torch.device, model, optimizer, scheduler) -> tuple[int, list, object]:
-    """Load the run's last checkpoint into model, optimizer, scheduler and RNG; (next epoch, history, best)."""
+def _averaged(config: TrainConfig, model: nn.Module) -> AveragedModel | None:
+    """The moving average of ``model``'s weights and buffers with decay ``config.ema`` per step; None when 0.
+    Its first update copies the weights, so no step is averaged with the initial ones."""
+    if not config.ema:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+
+
+def _restore(path: Path, config: TrainConfig, device: torch.device, model, optimizer, scheduler,
+             averaged: AveragedModel | None) -> tuple[int, list, object]:
+    """Load the run's last checkpoint into model, average, optimizer, scheduler and RNG; (next epoch, history,
+    best). A checkpoint without an average (a run started without one) leaves the average to start afresh."""
     ckpt = load_checkpoint(path, expect=config.model_args(), map_location=device)
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt.get("trained", ckpt["model"]))
+    if averaged is not None and "trained" in ckpt:
+        averaged.module.load_state_dict(ckpt["model"])
+        averaged.n_averaged.fill_(ckpt["averaged_steps"])
     optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -148,7 +166,8 @@ def _restore(path: Path, config: TrainConfig, device: torch.device, model, optim
     return ckpt["data"]["epoch"], ckpt["history"], ckpt["best"]
 
 
-def _resume(out: Path, config: TrainConfig, device: torch.device, model, optimizer, scheduler, rank: int) -> tuple[int, list, object]:
+def _resume(out: Path, config: TrainConfig, device: torch.device, model, optimizer, scheduler, averaged,
+            rank: int) -> tuple[int, list, object]:
     """``_restore`` from out/last.pt, after which rank 0 makes the kept checkpoints and metrics agree with its
     history; with no last.pt (killed before the first epoch ended) a fresh run, and a warning says so."""
     last = out / "last.pt"
@@ -156,7 +175,7 @@ def _resume(out: Path, config: TrainConfig, device: torch.device, model, optimiz
         if rank == 0:
             warnings.warn(f"{last}: nothing to resume, starting a fresh run", stacklevel=4)
         return 0, [], None
-    start, history, best = _restore(last, config, device, model, optimizer, scheduler)
+    start, history, best = _restore(last, config, device, model, optimizer, scheduler, averaged)
     if rank == 0 and history:
         _repair_kept(out, history)
         _write_metrics(out, history)  # a kill between last.pt and the metrics left them an epoch behind
@@ -231,8 +250,8 @@ def _progress(enabled: bool):
 # ---------------------------------------------------------------------------------------------------------------
 # one epoch
 
-def _train_epoch(config: TrainConfig, net: nn.Module, optimizer, loader: DataLoader, device: torch.device, world: int,
-                 bars, title: str, watched: bool) -> tuple[list[float], float]:
+def _train_epoch(config: TrainConfig, net: nn.Module, optimizer, averaged: AveragedModel | None, loader: DataLoader,
+                 device: torch.device, world: int, bars, title: str, watched: bool) -> tuple[list[float], float]:
     """One pass over ``loader``: ([loss * n, correct, rate * n, n, n with a gesture] summed over every rank's
     samples, seconds)."""
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=config.amp and device.type == "cuda")
@@ -249,6 +268,8 @@ def _train_epoch(config: TrainConfig, net: nn.Module, optimizer, loader: DataLoa
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(net.module if world > 1 else net)
         n = len(labels)
         sums += torch.stack([loss.detach().double() * n, (rates.argmax(1) == labels).sum().double(),
                              rates.detach().double().mean() * n, sums.new_tensor(n), (labels >= 0).sum().double()])
@@ -321,14 +342,17 @@ def _write_metrics(out: Path, history: list[dict]) -> None:
             temporary.write_text(text)
 
 
-def _save_epoch(out: Path, config: TrainConfig, device: torch.device, model, optimizer, scheduler, history: list[dict],
-                best, improved: bool) -> None:
+def _save_epoch(out: Path, config: TrainConfig, device: torch.device, model, averaged, optimizer, scheduler,
+                history: list[dict], best, improved: bool) -> None:
     """best_test.pt on a new best test accuracy, best.pt when it improved, last.pt every epoch; the metrics.
     last.pt comes last: a kill before it leaves the previous last.pt, whose resume replays this epoch and writes
     the others again; a kill after it leaves nothing a resume cannot rebuild (``_repair_kept``)."""
-    ckpt = checkpoint_dict(model.model_args, model.state_dict(), asdict(config), history, best,
+    average = {} if averaged is None else {"trained": model.state_dict(), "averaged_steps": int(averaged.n_averaged)}
+    scored = model if averaged is None else averaged.module
+    ckpt = checkpoint_dict(model.model_args, scored.state_dict(), asdict(config), history, best,
                            {"seed": config.seed, "epoch": history[-1]["epoch"]}, optimizer=optimizer.state_dict(),
-                           scheduler=scheduler.state_dict() if scheduler is not None else None, rng=_rng_state(device))
+                           scheduler=scheduler.state_dict() if scheduler is not None else None, rng=_rng_state(device),
+                           **average)
     if _new_best_test(history):
         save_checkpoint(ckpt, out / "best_test.pt")
     if improved:
@@ -370,7 +394,10 @@ def _train(config, train_set, val_set, paper_test_set, progress, resume, device,
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)  # checkpoints a killed run was writing; a live run's are kept
     model, optimizer, scheduler = _build(config, device, world)
-    start, history, best = _resume(out, config, device, model, optimizer, scheduler, rank) if resume else (0, [], None)
+    averaged = _averaged(config, model)
+    scored = model if averaged is None else averaged.module  # what validation scores and checkpoints call the model
+    start, history, best = (_resume(out, config, device, model, optimizer, scheduler, averaged, rank) if resume
+                            else (0, [], None))
     net = model if world == 1 else nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     loader = _loader(config, train_set, device, rank, world)
@@ -379,14 +406,15 @@ def _train(config, train_set, val_set, paper_test_set, progress, resume, device,
         epochs = bars.add_task("epochs", total=config.epochs, completed=start, stats="")
         for epoch in range(start, config.epochs):
             _start_epoch(loader, config, epoch, rank)
-            sums, seconds = _train_epoch(config, net, optimizer, loader, device, world, bars, f"epoch {epoch + 1}", progress)
+            sums, seconds = _train_epoch(config, net, optimizer, averaged, loader, device, world, bars, f"epoch {epoch + 1}",
+                                         progress)
             lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
-            row = _metrics_row(epoch, sums, seconds, lr, *_score_epoch(config, model, device, val_set, paper_test_set))
+            row = _metrics_row(epoch, sums, seconds, lr, *_score_epoch(config, scored, device, val_set, paper_test_set))
             _step_scheduler(config, scheduler, row["train_loss"])
             history.append(row)
             if rank == 0:
                 best, improved = _select(row, best)
-                _save_epoch(out, config, device, model, optimizer, scheduler, history, best, improved)
+                _save_epoch(out, config, device, model, averaged, optimizer, scheduler, history, best, improved)
             val = "" if row["val_acc"] is None else f" val {row['val_acc']:.3f}"
             bars.update(epochs, advance=1, stats=f"loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}{val} lr {lr:.2g}")
     if world > 1:
