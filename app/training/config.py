@@ -38,9 +38,9 @@ class TrainConfig:
     # the share of training crops played backwards, a clockwise arm circle then labelled counter-clockwise and
     # back (masnn.datasets.loaders.augmented): the two senses then differ in nothing but their sense
     time_reversal: float = 0.0
-    # the decay per step of an exponential moving average of the weights and BatchNorm statistics (0 is off): the
-    # average is what validation scores and what checkpoints hold as the model, the trained weights ride along
-    # for a resume. Averaging over the last epochs' steps damps the epoch-to-epoch swings of a synthetic-trained
+    # the decay per step of an exponential moving average of the weights (0 is off), its BatchNorm statistics
+    # measured afresh before each validation: the average is what validation scores and what checkpoints hold as
+    # the model, the trained weights ride along for a resume. Averaging over the last epochs' steps damps the epoch-to-epoch swings of a synthetic-trained
     # model's answers on real recordings, which no synthetic validation split sees.
     ema: float = 0.0
     # optimisation
