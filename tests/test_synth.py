@@ -22,7 +22,16 @@ from masnn.datasets.synth.generator import (
     write_gait_dataset,
     write_gesture_dataset,
 )
-from masnn.datasets.synth.motions import Body, Interlude, gesture_pose, random_gait, random_style, walk_pose
+from masnn.datasets.synth.motions import (
+    Body,
+    Interlude,
+    front_skeleton,
+    gesture_pose,
+    lean_forward,
+    random_gait,
+    random_style,
+    walk_pose,
+)
 
 QUIET = PixelParams(background_rate_hz=0.0, hot_pixel_fraction=0.0)
 
@@ -138,11 +147,37 @@ def test_hand_waves_happen_on_the_waving_arms_side(gesture, side):
     assert np.ptp(upper["x"]) > 8
 
 
-def test_hand_clap_is_symmetric_about_the_body():
-    events, scene, _ = clip_events(0, seconds=1.5)
-    left = np.count_nonzero(events["x"] < scene.placement.pelvis_x)
-    right = len(events) - left
-    assert 0.6 < left / right < 1.6
+def test_hand_clap_meets_in_front_of_the_body_on_either_side_of_the_midline():
+    body = Body()
+    centres, across, rising = [], [], []
+    for seed in range(24):
+        style = random_style(0, np.random.default_rng(seed))
+        poses = [gesture_pose(0, t, style, body) for t in np.linspace(0, 1 / style.frequency, 12, endpoint=False)]
+        centres.append(np.mean([(p["wrist_r"][0] + p["wrist_l"][0]) / 2 for p in poses]))
+        across += [abs(p[f"wrist_{side}"][0] - p[f"elbow_{side}"][0]) for p in poses for side in "rl"]
+        rising += [p[f"elbow_{side}"][1] - p[f"wrist_{side}"][1] for p in poses for side in "rl"]
+    centres = np.array(centres)
+    assert np.abs(centres).max() < 0.25  # within the shoulders' reach (half width 0.12 plus the forearm)
+    assert centres.min() < -0.08 and centres.max() > 0.08  # off the midline, on both sides (a real clap: ~0.2)
+    # the forearms point at the camera, not across the body (a forearm lying across looks like a long bar)
+    assert max(across) < 0.8 * body.forearm and np.median(across) < 0.7 * body.forearm, (max(across), np.median(across))
+    # the hands above the elbows (y down): the real clap's moving region is as tall as half its width
+    assert min(rising) > 0.05 * body.forearm and np.median(rising) > 0.3 * body.forearm
+
+
+def test_arm_circles_are_taller_than_wide_and_some_sit_well_out_from_the_shoulder():
+    body, ratios, offsets = Body(), [], []
+    shoulder = front_skeleton(body)["shoulder_r"]
+    for seed in range(24):
+        style = random_style(3, np.random.default_rng(seed))
+        wrists = np.array([gesture_pose(3, t, style, body)["wrist_r"] for t in np.linspace(0, 1 / style.frequency, 24, endpoint=False)])
+        width, height = np.ptp(wrists[:, 0]), np.ptp(wrists[:, 1])
+        ratios.append(height / width)
+        offsets.append((shoulder[0] - (wrists[:, 0].max() + wrists[:, 0].min()) / 2) / height)
+    # the real DVS128 Gesture circle: 1.6 times as tall as wide, its centre a quarter of its height out from the
+    # shoulder (the previous range reached 0.20 at most)
+    assert min(ratios) < 1.6 < max(ratios) and min(ratios) > 0.9
+    assert max(offsets) > 0.24 and min(offsets) > -0.05
 
 
 def test_noise_parameters_move_the_statistics_the_expected_way():
@@ -238,6 +273,18 @@ def test_air_drums_strike_up_and_down_with_both_hands():
         assert np.std(centroids[:, 1]) > np.std(centroids[:, 0])
 
 
+def test_air_drummers_range_from_quick_hits_to_hands_that_never_stop():
+    body, low = Body(), []
+    for seed in range(24):
+        style = random_style(8, np.random.default_rng(seed))
+        heights = np.array([gesture_pose(8, t, style, body)["wrist_r"][1]
+                            for t in np.linspace(0, 3 / style.frequency, 240, endpoint=False)])
+        low.append(np.mean(heights > (heights.min() + heights.max()) / 2))  # y down: the share of time near the drum
+    # A hit over a share h of the cycle keeps the hand in its lower half for 2h/3 of it: 0.23 for the previous
+    # quick hits (h = 0.35) and about 0.6 for a real DVS128 Gesture drummer, whose hands rise and fall like a sine.
+    assert min(low) < 0.3 and np.median(low) > 0.45, sorted(low)  # the previous ones: median 0.27
+
+
 def test_air_guitar_neck_hand_on_the_image_right_above_the_strumming_hand():
     joints_events, scene, style = clip_events(9, seconds=1.5)
     centre_x = scene.placement.pelvis_x
@@ -274,6 +321,19 @@ def test_steps_and_crouches_move_the_whole_body_away_and_back(kind, axis, sign):
     assert offsets[100, axis] == pytest.approx(sign * 0.2)  # held away in the middle (a crouch goes down: +y)
     assert np.abs(np.diff(offsets[:, axis])).max() < 0.2 * 1.5 * 0.01 / 0.6 * 1.01  # smoothstep: at most 1.5x the mean speed
     assert Interlude(kind, 2.0, 0.2).idle_gain(1.0) == 1.0
+
+
+def test_a_crouch_leans_the_upper_body_towards_the_camera_and_back():
+    crouch = Interlude("crouch", duration=2.0, amplitude=0.2, travel_s=0.6)
+    assert crouch.lean(0.0) == crouch.lean(2.0) == 0.0 and crouch.lean(1.0) == pytest.approx(0.3)
+    assert Interlude("step", 2.0, 0.2).lean(1.0) == 0.0
+    joints = front_skeleton(Body())
+    leaning = lean_forward(joints, 0.3)
+    for name in ("head", "shoulder_r"):
+        assert np.linalg.norm(leaning[name]) == pytest.approx(np.linalg.norm(joints[name]))  # turned about the pelvis
+        assert leaning[name][1] > joints[name][1] and leaning[name][2] < joints[name][2]  # lower on screen, nearer
+    np.testing.assert_allclose(leaning["wrist_l"] - leaning["shoulder_l"], joints["wrist_l"] - joints["shoulder_l"])  # arms hang
+    assert all(np.array_equal(leaning[name], joints[name]) for name in ("pelvis", "knee_r", "ankle_l"))
 
 
 def test_still_and_fidget_scale_the_idle_motion_eased_in_and_out():

@@ -37,6 +37,7 @@ from masnn.datasets.synth.motions import (
     body_motion,
     far_side,
     gesture_pose,
+    lean_forward,
     random_gait,
     random_style,
     rest_pose,
@@ -257,7 +258,8 @@ def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset
             if start <= time < start + interlude.duration:
                 dx, dy = interlude.offset(time - start)
                 placement = scene.placement.moved(dx * scene.placement.height_px, dy * scene.placement.height_px)
-                return body_motion(rest_pose(time, body, sway), time, idle.scaled(interlude.idle_gain(time - start))), placement, None
+                joints = lean_forward(rest_pose(time, body, sway), interlude.lean(time - start))
+                return body_motion(joints, time, idle.scaled(interlude.idle_gain(time - start))), placement, None
         for start, end, gesture, style in timeline:
             if start <= time < end:
                 # ease in and out of the gesture from the rest pose over 0.3 s

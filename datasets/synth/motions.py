@@ -138,7 +138,8 @@ class Style:
 
 def random_style(gesture: int, rng: np.random.Generator, tempo: float = 1.0) -> Style:
     """A performance's tempo and size for class index ``gesture`` (0-based), varied as people vary."""
-    base = [2.0, 2.5, 2.5, 0.9, 0.9, 0.9, 0.9, 1.6, 2.2, 3.5, 0.8][gesture]
+    # claps: 1.7-3 a second (a real DVS128 Gesture clap: 2.7, its event rate peaking at 5.4 Hz)
+    base = [2.3, 2.5, 2.5, 0.9, 0.9, 0.9, 0.9, 1.6, 2.2, 3.5, 0.8][gesture]
     wander = tuple(
         (rng.uniform(0.3, 1.8), rng.uniform(0.03, 0.1), rng.uniform(0, TAU)) for _ in range(12)
     )
@@ -224,9 +225,9 @@ INTERLUDE_KINDS = ("still", "fidget", "step", "crouch")
 class Interlude:
     """A stretch with no gesture in it, as people fill the time between gestures: standing still, fidgeting
     (swaying and looking around), stepping sideways and back, or bobbing down and up (sitting down and standing
-    up, crouching). The whole body moves; the arms only hang. ``amplitude``: how many times the person's idle
-    motion for still and fidget, how far the pelvis travels (body heights) for step and crouch; one way of the
-    trip takes ``travel_s``, with a human velocity profile (smoothstep)."""
+    up, crouching, leaning forward as people do). The whole body moves; the arms only hang. ``amplitude``: how
+    many times the person's idle motion for still and fidget, how far the pelvis travels (body heights) for step
+    and crouch; one way of the trip takes ``travel_s``, with a human velocity profile (smoothstep)."""
 
     kind: str
     duration: float
@@ -248,15 +249,39 @@ class Interlude:
         ease = _smoothstep(min(t, self.duration - t) / 0.3)
         return 1.0 + (self.amplitude - 1.0) * ease
 
+    def _away(self, t: float) -> float:
+        """0 where the person stood, 1 at the far end of the trip: away, a hold, and back before the end."""
+        margin = 0.05 * self.duration
+        return _smoothstep((t - margin) / self.travel_s) - _smoothstep((t - (self.duration - margin - self.travel_s)) / self.travel_s)
+
     def offset(self, t: float) -> tuple[float, float]:
-        """(x, y) of the whole body t seconds in, body heights: away, a hold, and back again before the end."""
+        """(x, y) of the whole body t seconds in, body heights."""
         if self.kind not in ("step", "crouch"):
             return 0.0, 0.0
-        margin = 0.05 * self.duration
-        away = _smoothstep((t - margin) / self.travel_s) - _smoothstep((t - (self.duration - margin - self.travel_s)) / self.travel_s)
+        away = self._away(t)
         if self.kind == "step":  # a step bobs the body up a little as the weight passes over the foot
             return self.direction * self.amplitude * away, -0.01 * np.sin(np.pi * away)
         return 0.0, self.amplitude * away
+
+    def lean(self, t: float) -> float:
+        """How far (radians) the upper body leans towards the camera t seconds in: people sitting down or standing
+        up lean forward to keep their balance, the more the deeper they go (about 7-30 degrees)."""
+        return 1.5 * self.amplitude * self._away(t) if self.kind == "crouch" else 0.0
+
+
+def lean_forward(joints: dict[str, np.ndarray], angle: float) -> dict[str, np.ndarray]:
+    """The torso turned ``angle`` radians about the pelvis towards the camera (-z): the head and shoulders come
+    down on screen and nearer, and the arms, hanging, move with their shoulders. Returns a new dict; the legs stay."""
+    cos_a, sin_a = np.cos(angle), np.sin(angle)
+    out = {name: np.array(p, dtype=float) for name, p in joints.items()}
+    for name in ("neck", "head", "shoulder_r", "shoulder_l"):
+        y, z = out[name][1], out[name][2]
+        out[name][1], out[name][2] = cos_a * y - sin_a * z, sin_a * y + cos_a * z
+    for side in ("r", "l"):
+        moved = out[f"shoulder_{side}"] - joints[f"shoulder_{side}"]
+        for name in (f"elbow_{side}", f"wrist_{side}"):
+            out[name] += moved
+    return out
 
 
 def body_motion(joints: dict[str, np.ndarray], t: float, idle: Idle) -> dict[str, np.ndarray]:
@@ -294,19 +319,25 @@ def _arms_to(targets: dict[str, np.ndarray], body: Body, joints) -> dict[str, np
 
 
 def _clap(t, s, body, joints):
-    # The elbows stay low by the sides, forward of the body; the forearms swing about them, so the hands open and
-    # close in front of the chest and the upper arms hardly move: the moving region is the hands' and forearms'
-    # compact blob, as in the real recordings. People clap unevenly: one hand often does most of the moving.
+    # The elbows stay low, forward of the body and mostly inside the shoulders; the forearms swing about them, so
+    # the hands open and close in front of the chest and the upper arms hardly move: the moving region is the
+    # hands' and forearms' compact blob, as in the real recordings. People clap unevenly: one hand often does most
+    # of the moving, and the hands often meet off the midline (a real DVS128 Gesture clap sits wholly on the
+    # subject's right, about 0.2 body heights from the midline), both elbows shifted towards that side.
     cycle = _cycle(s, t) + s.phase
-    opening = _size(s, t) * _between(0.35, 0.9, s.shape[1]) * (1 + np.cos(cycle)) / 2  # radians, per hand at most
+    # the real clap's moving region is about 50 x 30 pixels, the size of the real drumming's: wide-opening hands on
+    # rising forearms (with the hands at elbow height and half the opening, synthetic claps made half that area)
+    opening = _size(s, t) * _between(0.6, 1.3, s.shape[1]) * (1 + np.cos(cycle)) / 2  # radians, per hand at most
     right_share = _between(0.35, 1.0, s.shape[3])
-    meet = np.array([_between(-0.05, 0.05, s.shape[2]), 0.0, 0.0])
-    raise_hands = body.forearm * _between(-0.1, 0.3, s.shape[0]) - 0.02 * np.sin(cycle)  # hands near elbow height
+    meet = np.array([_between(-0.15, 0.15, s.shape[2]), 0.0, 0.0])
+    raise_hands = body.forearm * _between(0.2, 0.7, s.shape[0]) - 0.02 * np.sin(cycle)  # forearms rising
     out = {}
     for side, sign, share in (("r", -1, right_share), ("l", 1, 1.35 - right_share)):
         shoulder = joints[f"shoulder_{side}"]
-        elbow = shoulder + body.upper_arm * _unit(np.array([sign * _between(-0.1, 0.15, s.shape[0]), 1.0,
-                                                            -_between(0.5, 1.0, s.shape[4])]))
+        # both elbows shift with the hands, so the forearms meet as in a centred clap and none reaches across
+        sideways = np.clip(sign * body.upper_arm * _between(-0.45, 0.05, s.shape[0]) + meet[0], -0.8 * body.upper_arm, 0.8 * body.upper_arm)
+        down, forward = _unit(np.array([1.0, _between(0.5, 1.0, s.shape[4])])) * np.sqrt(body.upper_arm**2 - sideways**2)
+        elbow = shoulder + np.array([sideways, down, -forward])
         target = meet + [sign * 0.015, elbow[1] - raise_hands, 0.0]
         flat = np.hypot(target[0] - elbow[0], target[1] - elbow[1])
         target[2] = elbow[2] - np.sqrt(max(body.forearm**2 - flat**2, 0.01 * body.forearm**2))
@@ -341,9 +372,11 @@ def _circle(side, subject_clockwise):
         arm = body.upper_arm + body.forearm
         angle = s.phase + turn * _cycle(s, t)
         # a straight arm sweeps a cone: the hand's circle is centred out to the side of the shoulder, wider up
-        # and down than across (the arm cannot cross the chest), and comes forward where the circle is small
-        outward = sign * arm * _between(0.0, 0.35, s.shape[0])
-        across, up_down = arm * _between(0.55, 0.85, s.shape[1]) * _size(s, t), arm * _between(0.8, 0.97, s.shape[2])
+        # and down than across (the arm cannot cross the chest), and comes forward where the circle is small; the
+        # real DVS128 Gesture circle is 1.6 times as tall as wide, its centre a quarter of its height out from the
+        # shoulder
+        outward = sign * arm * _between(0.05, 0.5, s.shape[0])
+        across, up_down = arm * _between(0.4, 0.8, s.shape[1]) * _size(s, t), arm * _between(0.8, 0.97, s.shape[2])
         planar = np.array([outward + across * np.cos(angle), up_down * np.sin(angle)])
         planar *= min(1.0, 0.98 * arm / (np.hypot(*planar) + 1e-9))
         depth = -np.sqrt(max(arm**2 - planar @ planar, 0.0))
@@ -367,29 +400,33 @@ def _arm_roll(t, s, body, joints):
     return _arms_to(targets, body, joints)
 
 
-def _strike(phase):
-    """A drum hit: quick down, slower up; 0 = up, 1 = on the drum."""
+def _strike(phase, share):
+    """A drum hit, down and up again over ``share`` of the cycle, the hand resting up for the rest of it; 0 = up,
+    1 = on the drum."""
     cycle = (phase / TAU) % 1.0
-    return np.sin(np.pi * min(cycle / 0.35, 1.0)) if cycle < 0.35 else 0.0
+    return np.sin(np.pi * cycle / share) if cycle < share else 0.0
 
 
 def _air_drums(t, s, body, joints):
     # Each hit lands on another drum of the kit, spread across the front of the belly (the hands cross the
-    # body's midline, as real air drummers' do); a hand moves to its next drum as it rises.
+    # body's midline, as real air drummers' do); a hand moves to its next drum as it rises. Drummers range from
+    # quick hits with a pause between to hands that never stop (a real DVS128 Gesture drummer's hands rise and
+    # fall like a sine, 1.8 times a second, in turn): a hit takes 35-95 % of the cycle.
     rng = np.random.default_rng(s.seed)
     beat = _cycle(s, t) + s.phase
     reach_x = _between(0.05, 0.11, s.shape[3])
     drums = rng.uniform([-reach_x, -0.04], [reach_x, 0.04], size=(int(beat // TAU) + 3, 2, 2))  # (hit, hand, x / y)
     lift = _between(0.12, 0.3, s.shape[0]) * _size(s, t)
+    share = _between(0.35, 0.95, s.shape[4])
     targets = {}
     for hand, (side, sign, offset) in enumerate((("r", -1, 0.0), ("l", 1, np.pi))):
         phase = beat + offset
         hit, into = int(phase // TAU), (phase / TAU) % 1.0
-        travel = 0.0 if into < 0.35 else _smoothstep((into - 0.35) / 0.65)
+        travel = _smoothstep((into - share / 2) / (1 - share / 2))  # from the drum on
         drum = (1 - travel) * drums[hit, hand] + travel * drums[hit + 1, hand]
         base = np.array([sign * _between(0.02, 0.1, s.shape[1]) + drum[0],
                          joints["neck"][1] + _between(0.24, 0.38, s.shape[2]) + drum[1], -0.2])
-        up = 1 - _strike(phase)
+        up = 1 - _strike(phase, share)
         targets[side] = base + [0, -lift * up, 0.05 * up]
     return _arms_to(targets, body, joints)
 
