@@ -119,7 +119,8 @@ def test_config_augment_field_and_preset():
     small, sim2real = load_config(preset="gesture-cpu-small"), load_config(preset="gesture-cpu-sim2real")
     assert sim2real.no_gesture and not small.no_gesture
     assert sim2real.time_reversal == 0.5 and small.time_reversal == 0.0
-    assert replace(sim2real, augment="", no_gesture=False, time_reversal=0.0) == small  # the same recipe otherwise
+    assert sim2real.ema == 0.995 and small.ema == 0.0
+    assert replace(sim2real, augment="", no_gesture=False, time_reversal=0.0, ema=0.0) == small  # the same recipe otherwise
     assert load_config(preset="gesture-cpu-sim2real", overrides={"augment": ""}).augment == ""
     with pytest.raises(ValueError, match="unknown augmentation 'flip'"):
         TrainConfig(augment="flip=1")

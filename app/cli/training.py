@@ -46,10 +46,12 @@ def train_command(
     time_reversal: Optional[float] = typer.Option(None, min=0.0, max=1.0, metavar="P",
                                                   help="Play this share of the training crops backwards (an arm "
                                                   "circle's label then swaps clockwise and counter-clockwise). "
-                                                  "Default: the preset's (0).", show_default=False),
+                                                  "Default: the preset's (gesture-cpu-sim2real's 0.5; 0 in the "
+                                                  "others).", show_default=False),
     ema: Optional[float] = typer.Option(None, min=0.0, max=0.9999, metavar="DECAY",
                                         help="Validate and keep a moving average of the weights with this decay per "
-                                        "step (e.g. 0.995; 0 is off). Default: the preset's (0).", show_default=False),
+                                        "step (e.g. 0.995; 0 is off). Default: the preset's "
+                                        "(gesture-cpu-sim2real's 0.995; 0 in the others).", show_default=False),
     seed: Optional[int] = typer.Option(None, min=0, help="Seed of weights, crops and batches. Default: 0.", show_default=False),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
     resume: bool = typer.Option(False, help="Continue from OUT/last.pt.", show_default=True),
