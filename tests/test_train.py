@@ -181,16 +181,17 @@ def test_the_weight_average_is_the_moving_average_of_the_trained_steps(tmp_path)
     for key, value in model.named_parameters():
         by_hand = (steps[0][key] * decay + steps[1][key] * (1 - decay)) * decay + steps[2][key] * (1 - decay)
         assert torch.allclose(value, by_hand, rtol=1e-5, atol=1e-6), key
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    held = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
-    for m in norms:  # the statistics of one pass over the 8 training crops, measured here by hand
+    norms = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    held = {name: (m.running_mean.clone(), m.running_var.clone()) for name, m in norms.items()}
+    for m in norms.values():  # the statistics of one pass over the 8 training crops, measured here by hand
         m.reset_running_stats()
         m.momentum = None
     with torch.no_grad():
         model.train()(Blobs(8).frames.transpose(0, 1))
-    for m, (mean, var) in zip(norms, held):
+    for name, m in norms.items():
+        mean, var = held[name]
         assert torch.allclose(m.running_mean, mean, atol=1e-5) and torch.allclose(m.running_var, var, rtol=1e-4, atol=1e-5)
-        assert not torch.allclose(m.running_mean, steps[2][next(k for k, v in model.named_modules() if v is m) + ".running_mean"])
+        assert not torch.allclose(m.running_mean, steps[2][f"{name}.running_mean"])
     model.eval()
     assert averaged["val_acc"] == accuracy(model, Blobs(6, seed=1), 8, torch.device("cpu"))  # validation scored the average
     with pytest.raises(ValueError, match="ema is a decay per step in"):

@@ -40,8 +40,9 @@ class TrainConfig:
     time_reversal: float = 0.0
     # the decay per step of an exponential moving average of the weights (0 is off), its BatchNorm statistics
     # measured afresh before each validation: the average is what validation scores and what checkpoints hold as
-    # the model, the trained weights ride along for a resume. Averaging over the last epochs' steps damps the epoch-to-epoch swings of a synthetic-trained
-    # model's answers on real recordings, which no synthetic validation split sees.
+    # the model, the trained weights ride along for a resume. Averaging over the last epochs' steps damps the
+    # epoch-to-epoch swings of a synthetic-trained model's answers on real recordings, which no synthetic
+    # validation split sees.
     ema: float = 0.0
     # optimisation
     epochs: int = 300

@@ -358,13 +358,13 @@ def _write_metrics(out: Path, history: list[dict]) -> None:
             temporary.write_text(text)
 
 
-def _save_epoch(out: Path, config: TrainConfig, device: torch.device, model, averaged, optimizer, scheduler,
+def _save_epoch(out: Path, config: TrainConfig, device: torch.device, model, scored, averaged, optimizer, scheduler,
                 history: list[dict], best, improved: bool) -> None:
     """best_test.pt on a new best test accuracy, best.pt when it improved, last.pt every epoch; the metrics.
     last.pt comes last: a kill before it leaves the previous last.pt, whose resume replays this epoch and writes
-    the others again; a kill after it leaves nothing a resume cannot rebuild (``_repair_kept``)."""
+    the others again; a kill after it leaves nothing a resume cannot rebuild (``_repair_kept``). ``scored`` is
+    the model validation scored (the average, or ``model``)."""
     average = {} if averaged is None else {"trained": model.state_dict(), "averaged_steps": int(averaged.n_averaged)}
-    scored = model if averaged is None else averaged.module
     ckpt = checkpoint_dict(model.model_args, scored.state_dict(), asdict(config), history, best,
                            {"seed": config.seed, "epoch": history[-1]["epoch"]}, optimizer=optimizer.state_dict(),
                            scheduler=scheduler.state_dict() if scheduler is not None else None, rng=_rng_state(device),
@@ -432,7 +432,7 @@ def _train(config, train_set, val_set, paper_test_set, progress, resume, device,
             history.append(row)
             if rank == 0:
                 best, improved = _select(row, best)
-                _save_epoch(out, config, device, model, averaged, optimizer, scheduler, history, best, improved)
+                _save_epoch(out, config, device, model, scored, averaged, optimizer, scheduler, history, best, improved)
             val = "" if row["val_acc"] is None else f" val {row['val_acc']:.3f}"
             bars.update(epochs, advance=1, stats=f"loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}{val} lr {lr:.2g}")
     if world > 1:

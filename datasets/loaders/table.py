@@ -42,8 +42,8 @@ def time_reversed_labels(class_names: list[str]) -> dict[int, int]:
             return name.removesuffix("clockwise") + "counter-clockwise"
         return name
 
-    return {label: class_names.index(reversed_name(name)) for label, name in enumerate(class_names)
-            if reversed_name(name) != name and reversed_name(name) in class_names}
+    return {label: class_names.index(other) for label, name in enumerate(class_names)
+            if (other := reversed_name(name)) != name and other in class_names}
 
 
 @dataclass(frozen=True)
