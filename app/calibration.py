@@ -116,7 +116,7 @@ def held_out_windows(classifier, samples, progress: Callable[[int, int], None] |
 
 def calibrate(weights: str | Path, data: str | Path, split: str = "validation", dataset: str = "gesture",
               kept_correct: float = KEPT_CORRECT, device: str = "cpu",
-              progress: Callable[[int, int], None] | None = None) -> dict:
+              progress: Callable[[int, int], None] | None = None, both_ways: bool | None = None) -> dict:
     """The calibration of ``weights`` on ``split`` (validation: the training users the trainer held out;
     test: the test split) of ``data``."""
     from masnn.classify import Classifier
@@ -128,7 +128,7 @@ def calibrate(weights: str | Path, data: str | Path, split: str = "validation", 
     samples = spec.validation_split(spec.samples(Path(data), "train"))[1] if split == "validation" else spec.samples(Path(data), "test")
     if not samples:
         raise ValueError(f"{data}: no {split} samples")
-    classifier = Classifier.load(weights, device, calibrated=False)
+    classifier = Classifier.load(weights, device, calibrated=False, both_ways=both_ways)
     confidences, correct = held_out_windows(classifier, samples, progress)
     threshold = threshold_for(confidences, correct, kept_correct)
     users = sorted({s.subject for s in samples})
@@ -139,6 +139,7 @@ def calibrate(weights: str | Path, data: str | Path, split: str = "validation", 
         "kept_correct": kept_correct,
         "rule": RULE.format(kept=kept_correct),
         "data": f"{len(samples)} samples of {users[0]}-{users[-1]} ({dataset} {split} split of {data})",
+        "both_ways": classifier.both_ways,
         "window_us": classifier.window_us,
         "stride_us": max(1, classifier.framing.n_frames // 2) * classifier.framing.dt_us,
         "windows": int(len(confidences)),

@@ -21,9 +21,11 @@ import torch
 from torch import nn
 
 from masnn.datasets.io.writers import atomic_path
+from masnn.datasets.loaders.table import time_reversed_labels
 from masnn.datasets.transforms.pipeline import FramingConfig
 from masnn.datasets.transforms.spatial import SPATIAL_MODES
 from masnn.models import create_model
+from masnn.models.both_ways import BothWays
 
 CHECKPOINT_VERSION = 1
 FRAMING_KEYS = ("dt_us", "size", "mode", "denoise_us")
@@ -375,3 +377,24 @@ def build_model(ckpt: dict) -> nn.Module:
     model = create_model(args.pop("name"), **args)
     model.load_state_dict(ckpt["model"])
     return model
+
+
+def reversed_classes(ckpt: dict) -> list[int]:
+    """Per class, the class of its motion played backwards (itself where the motion has no sense)."""
+    names = list((ckpt.get("config") or {}).get("class_names") or [])
+    reversed_label = time_reversed_labels(names)
+    return [reversed_label.get(label, label) for label in range(ckpt["model_args"]["num_classes"])]
+
+
+def scores_both_ways(ckpt: dict) -> bool:
+    """Whether a checkpoint answers from both ways by default: it was trained on crops played backwards too (and so
+    knows them), and some class changes when played backwards (the arm circles; not gait's walkers)."""
+    trained_backwards = bool((ckpt.get("config") or {}).get("time_reversal"))
+    return trained_backwards and reversed_classes(ckpt) != list(range(ckpt["model_args"]["num_classes"]))
+
+
+def both_ways_runner(ckpt: dict, runner: nn.Module, both_ways: bool | None = None) -> nn.Module:
+    """``runner`` (the network that scores windows), run both ways (``BothWays``) when ``both_ways`` says so (None:
+    as ``scores_both_ways`` says for the checkpoint)."""
+    both = scores_both_ways(ckpt) if both_ways is None else both_ways
+    return BothWays(runner, reversed_classes(ckpt)) if both else runner

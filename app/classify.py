@@ -24,11 +24,20 @@ import numpy as np
 import torch
 
 from masnn.calibration import UNCERTAIN, answer, class_probabilities, is_uncertain, load_calibration
-from masnn.checkpoint import MAX_DT_US, build_model, checkpoint_framing, file_sha256, is_number, load_checkpoint
+from masnn.checkpoint import (
+    MAX_DT_US,
+    both_ways_runner,
+    build_model,
+    checkpoint_framing,
+    file_sha256,
+    is_number,
+    load_checkpoint,
+)
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
 from masnn.models.accounting import account
+from masnn.models.both_ways import BothWays
 from masnn.models.inference import prepare_for_inference
 from masnn.shipped import DEFAULT_WEIGHTS, resolve_weights, shipped_file, shipped_weights  # noqa: F401  (shipped_file, shipped_weights: imported from here too)
 
@@ -88,15 +97,22 @@ class Classifier:
     sha256: str = ""  # of the weights file: which model made a report, wherever the file was moved since
 
     @property
+    def both_ways(self) -> bool:
+        """Whether each window is scored as recorded and played backwards (``masnn.models.both_ways``)."""
+        return isinstance(self.runner, BothWays)
+
+    @property
     def uncertain_threshold(self) -> float | None:
         """Windows whose top probability is below it are "uncertain"; None: no calibration, no threshold."""
         return None if self.calibration is None else float(self.calibration["threshold"])
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto", window_ms: float | None = None,
-             calibrated: bool = True) -> "Classifier":
+             calibrated: bool = True, both_ways: bool | None = None) -> "Classifier":
         """``window_ms`` other than the trained T x dt changes dt to window / T (the model still sees T frames).
-        ``calibrated``: read the threshold of "uncertain" from ``<name>.calibration.json`` beside the checkpoint."""
+        ``calibrated``: read the threshold of "uncertain" from ``<name>.calibration.json`` beside the checkpoint; a
+        calibration made the other way (one way or both ways) does not apply. ``both_ways``: score every window as
+        recorded and played backwards (None: as the checkpoint was trained, ``scores_both_ways``)."""
         target = torch_device(device)  # options first: a bad one is refused before the checkpoint is read
         path = resolve_weights(weights)
         checkpoint = load_checkpoint(path)  # checked against its schema: the fields below are there and sane
@@ -107,10 +123,13 @@ class Classifier:
             framing = window_framing(framing, window_ms)
         model = build_model(checkpoint).eval()
         runner = prepare_for_inference(model) if target.type == "cpu" else model.to(target)
+        runner = both_ways_runner(checkpoint, runner, both_ways).to(target)
         names = list(config.get("class_names") or [f"class {i}" for i in range(args["num_classes"])])
+        calibration = load_calibration(path) if calibrated else None
+        if calibration is not None and bool(calibration.get("both_ways", False)) != isinstance(runner, BothWays):
+            calibration = None
         return cls(model, runner, framing, names, str(path), dict(args), target, config.get("loss", "mse"),
-                   config.get("ce_scale", 10.0), calibration=load_calibration(path) if calibrated else None,
-                   sha256=file_sha256(path))
+                   config.get("ce_scale", 10.0), calibration=calibration, sha256=file_sha256(path))
 
     @property
     def window_us(self) -> int:
@@ -129,7 +148,7 @@ class Classifier:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # CUDA kernels run asynchronously: the latency is the GPU's work too
         latency = time.perf_counter() - started
-        report = account(trace, self.energy_preset)
+        report = account(trace, self.energy_preset, passes=getattr(self.runner, "passes", 1))
         probabilities = self.probabilities(rates[0].float().cpu())
         ranked = self.top_k(probabilities, top_k)
         label, confidence = answer(ranked, self.uncertain_threshold)
@@ -374,7 +393,7 @@ def build_report(path, info, classifier: Classifier, options: ClassifyOptions, w
         "model": {"weights": classifier.weights, "sha256": classifier.sha256, "name": classifier.model_args["name"], "attention": classifier.model_args.get("attention"),
                   "classes": classifier.class_names, "framing": classifier.framing.to_dict(), "window_us": classifier.window_us,
                   "stride_us": max(1, round(stride_us / classifier.framing.dt_us)) * classifier.framing.dt_us,
-                  "device": str(classifier.device), "energy_preset": classifier.energy_preset,
+                  "device": str(classifier.device), "energy_preset": classifier.energy_preset, "both_ways": classifier.both_ways,
                   "uncertain_threshold": threshold,
                   "uncertain_rule": calibration.get("rule", "no calibration file beside the checkpoint: no answer is called uncertain"),
                   "calibration_data": calibration.get("data")},

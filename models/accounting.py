@@ -22,7 +22,7 @@ tensor but the first layer's frames; a trace without counts is counted on its te
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -118,22 +118,34 @@ def _layer_report(tr, steps: int, preset: EnergyPreset) -> LayerReport:
                        tr.frames, sops, macs, tr.attention_macs, energy)
 
 
-def account(trace: NetTrace, preset: str | EnergyPreset = "fp32-45nm", baseline: Report | None = None) -> Report:
-    """The report of one recorded forward pass (``model(x, record=True)[1]``)."""
+def _times(layer: LayerReport, passes: int) -> LayerReport:
+    """One pass's layer figures as those of ``passes`` alike passes."""
+    if passes == 1:
+        return layer
+    return replace(layer, spikes=layer.spikes * passes, frames=layer.frames * passes, sops=layer.sops * passes,
+                   macs=layer.macs * passes, attention_macs=layer.attention_macs * passes,
+                   energy_pj=layer.energy_pj * passes)
+
+
+def account(trace: NetTrace, preset: str | EnergyPreset = "fp32-45nm", baseline: Report | None = None,
+            passes: int = 1) -> Report:
+    """The report of one recorded forward pass (``model(x, record=True)[1]``). ``passes``: the passes each answer
+    took (2 for ``BothWays``, whose trace holds both as one batch): spikes, operations and energy count all of
+    them; rates (firing rates, NASAR) stay those of one pass."""
     preset = get_preset(preset)
     t = trace.steps
-    layers = [_layer_report(tr, t, preset) for tr in trace.layers]
-    r = Report(preset, t, trace.frames_kept, trace.layers[0].input.shape[1], layers)
+    layers = [_times(_layer_report(tr, t, preset), passes) for tr in trace.layers]
+    r = Report(preset, t, trace.frames_kept, trace.layers[0].input.shape[1] // passes, layers)
     r.spikes = sum(lr.spikes for lr in layers)
     r.neurons = sum(lr.neurons for lr in layers)
-    r.nasar = r.spikes / (r.neurons * t)
+    r.nasar = r.spikes / (r.neurons * t * passes)
     r.sops = sum(lr.sops for lr in layers)
     r.macs = sum(lr.macs for lr in layers)
-    r.attention_macs = sum(lr.attention_macs for lr in layers) + trace.input_attention_macs
-    r.energy_pj = sum(lr.energy_pj for lr in layers) + preset.e_mac_pj * trace.input_attention_macs
+    r.attention_macs = sum(lr.attention_macs for lr in layers) + trace.input_attention_macs * passes
+    r.energy_pj = sum(lr.energy_pj for lr in layers) + preset.e_mac_pj * trace.input_attention_macs * passes
     flops = sum(lr.flops for lr in layers)
-    r.ann_frame_by_frame_energy_pj = preset.e_mac_pj * flops * t
-    r.ann_single_frame_energy_pj = preset.e_mac_pj * flops
+    r.ann_frame_by_frame_energy_pj = preset.e_mac_pj * flops * t * passes
+    r.ann_single_frame_energy_pj = preset.e_mac_pj * flops * passes
     if baseline is not None:
         r.ree = r.ree_against(baseline)
     return r
@@ -144,4 +156,4 @@ def measure(model, x: torch.Tensor, preset: str | EnergyPreset = "fp32-45nm",
             baseline: Report | None = None) -> Report:
     """Run ``model(x, record=True)`` without gradients and account for it (the caller picks train/eval mode)."""
     _, trace = model(x, record=True)
-    return account(trace, preset, baseline)
+    return account(trace, preset, baseline, getattr(model, "passes", 1))

@@ -33,3 +33,7 @@ Lighting = Literal["fluorescent", "fluorescent_led", "lab", "led", "natural"]  #
 ModelBenchPart = Literal["all", "lif", "inference", "window"]  # masnn bench model --part
 
 DEVICE_METAVAR = "<auto|cpu|cuda|cuda:N>"  # any CUDA device index: checked by checks.device
+BOTH_WAYS_HELP = ("Score every window as recorded and played backwards (frames reversed, ON and OFF swapped; the arm "
+                  "circles' senses swapped back) and average: what the window's order says, not where its motion sits. "
+                  "Twice the spikes and energy. Default: as the model was trained (both ways for models trained on "
+                  "crops played backwards).")

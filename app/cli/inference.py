@@ -14,6 +14,7 @@ from rich.table import Table
 import masnn.cli.checks as checks
 from masnn.cli.checks import MS_MIN, finite
 from masnn.cli.choices import (
+    BOTH_WAYS_HELP,
     DEVICE_METAVAR,
     Attention,
     ClassifyMode,
@@ -105,6 +106,7 @@ def classify(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Several files: write the CSV or JSONL rows to this file instead of printing them."),
     render: Optional[Path] = typer.Option(None, callback=checks.suffix(".mp4", ".gif"), help="Write an annotated video (.mp4 or .gif): events, prediction, spikes, attention."),
     device: str = typer.Option("auto", callback=checks.device, metavar=DEVICE_METAVAR, help="auto (a GPU where there is one), cpu, cuda or cuda:N."),
+    both_ways: Optional[bool] = typer.Option(None, "--both-ways/--one-way", help=BOTH_WAYS_HELP, show_default=False),
 ):
     """The action in a recording (a clip), or a timeline of actions (a long recording), with spikes, NASAR,
     SOPs and energy for each prediction and in total. Several files or folders: one row per recording."""
@@ -128,7 +130,7 @@ def classify(
     if single:
         if not paths[0].exists():
             raise ValueError(f"{paths[0]}: no such file")
-        classifier = Classifier.load(weights, device, window)
+        classifier = Classifier.load(weights, device, window, both_ways=both_ways)
         _classify_one(paths[0], classifier, options, as_json, render, stride, labels)
         return
     from masnn.batch import find_recordings
@@ -136,7 +138,7 @@ def classify(
     recordings = find_recordings(paths)
     if not recordings:
         raise ValueError(f"{', '.join(map(str, paths))}: no recordings found")
-    classifier = Classifier.load(weights, device, window)
+    classifier = Classifier.load(weights, device, window, both_ways=both_ways)
     _classify_many(recordings, classifier, options, as_json, fmt, out)
 
 

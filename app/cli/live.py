@@ -8,7 +8,7 @@ import typer
 
 import masnn.cli.checks as checks
 from masnn.cli.checks import MS_MIN, finite
-from masnn.cli.choices import DEVICE_METAVAR
+from masnn.cli.choices import BOTH_WAYS_HELP, DEVICE_METAVAR
 from masnn.cli.console import console
 
 commands = typer.Typer()
@@ -27,6 +27,7 @@ def live_command(
     device: str = typer.Option("auto", callback=checks.device, metavar=DEVICE_METAVAR, help="auto (a GPU where there is one), cpu, cuda or cuda:N."),
     log: Optional[Path] = typer.Option(None, "--log", help="Write every prediction (and reconnects, the summary) here as JSON lines."),
     show: bool = typer.Option(False, "--show", help="Open a window with the events the network sees and the label."),
+    both_ways: Optional[bool] = typer.Option(None, "--both-ways/--one-way", help=BOTH_WAYS_HELP, show_default=False),
 ):
     """Classify a live event stream: a camera, a DV network stream or a replayed recording, with a dashboard."""
     from masnn.live.pipeline import LiveOptions, run_live
@@ -40,5 +41,5 @@ def live_command(
     source = stream_source(stream) if stream else replay_source(replay, speed) if replay else camera_source(camera)
     from masnn.classify import Classifier  # torch loads only once the source looks right
 
-    classifier = Classifier.load(weights, device, window)
+    classifier = Classifier.load(weights, device, window, both_ways=both_ways)
     run_live(source, classifier, LiveOptions(stride_ms=stride, top_k=top_k, log=log), console, show)

@@ -10,7 +10,17 @@ import typer
 from rich.table import Table
 
 import masnn.cli.checks as checks
-from masnn.cli.choices import DEVICE_METAVAR, Attention, CalibrationSplit, Dataset, Loss, Scheduler, Split, TrainPreset
+from masnn.cli.choices import (
+    BOTH_WAYS_HELP,
+    DEVICE_METAVAR,
+    Attention,
+    CalibrationSplit,
+    Dataset,
+    Loss,
+    Scheduler,
+    Split,
+    TrainPreset,
+)
 from masnn.cli.console import console
 from masnn.cli.errors import InputError, first_line, reading
 from masnn.datasets.loaders.table import DATASETS, find_dataset
@@ -159,6 +169,7 @@ def evaluate_command(
     confusion: Optional[Path] = typer.Option(None, callback=checks.suffix(".png"), help="Write the confusion matrix as a PNG here. Default: none.", show_default=False),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
     device: str = typer.Option("auto", callback=checks.device, metavar=DEVICE_METAVAR, help="auto (a GPU where there is one), cpu, cuda or cuda:N.", show_default=True),
+    both_ways: Optional[bool] = typer.Option(None, "--both-ways/--one-way", help=BOTH_WAYS_HELP, show_default=False),
 ):
     """Accuracy (10-crop vote and single crop), per-class accuracy, confusion matrix, spikes, energy.
     Large sets: `torchrun --nproc-per-node N -m masnn evaluate ...` shards the samples over N processes."""
@@ -169,7 +180,7 @@ def evaluate_command(
     samples = find_dataset(dataset).samples(data, split)  # the dataset first, as before: its errors name the folder
     checkpoint = resolve_weights(checkpoint)
     vanilla = resolve_weights(vanilla) if vanilla is not None else None
-    result = evaluate(checkpoint, samples, crops, _frame_cache(cache, data), vanilla_path=vanilla, device=device)
+    result = evaluate(checkpoint, samples, crops, _frame_cache(cache, data), vanilla_path=vanilla, device=device, both_ways=both_ways)
     if result is None:  # a torchrun rank other than 0: its share went to rank 0
         return
     if report:
@@ -246,6 +257,7 @@ def calibrate_command(
     kept: float = typer.Option(0.95, min=0.5, max=1.0, help="Fraction of the correct held-out windows kept above the threshold.", show_default=True),
     out: Optional[Path] = typer.Option(None, help="Where to write it. Default: <name>.calibration.json beside the checkpoint.", show_default=False),
     device: str = typer.Option("cpu", callback=checks.device, metavar=DEVICE_METAVAR, help="auto, cpu, cuda or cuda:N.", show_default=True),
+    both_ways: Optional[bool] = typer.Option(None, "--both-ways/--one-way", help=BOTH_WAYS_HELP, show_default=False),
 ):
     """The confidence threshold under which classify and live answer "uncertain", calibrated on held-out data."""
     from masnn.calibration import calibrate, calibration_path
@@ -253,7 +265,7 @@ def calibrate_command(
     from masnn.shipped import resolve_weights
 
     path = resolve_weights(weights)
-    result = calibrate(path, data, split, dataset, kept, device)
+    result = calibrate(path, data, split, dataset, kept, device, both_ways=both_ways)
     target = out or calibration_path(path)
     with atomic_path(target) as temporary:
         Path(temporary).write_text(json.dumps(result, indent=1) + "\n")

@@ -134,7 +134,10 @@ def results_block(report: dict, history: list[dict]) -> str:
              f"the epoch, so optimistic): {_percent(max(tested))}." if tested else
              "The paper's other figure, the best test accuracy over all epochs, was not computed: the test split "
              "chose nothing here.")
-    return "\n".join([f"{report['samples']} samples, each scored on {report['crops']} crops of {steps * dt_ms:g} ms.", "",
+    both = (" Every crop was scored both ways, as recorded and played backwards, the two averaged (`masnn classify` does "
+            "the same by default for this model): spikes, operations and energy count both passes, NASAR is one pass's."
+            if report.get("both_ways") else "")
+    return "\n".join([f"{report['samples']} samples, each scored on {report['crops']} crops of {steps * dt_ms:g} ms.{both}", "",
                       "| figure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows), "",
                       f"Per-class accuracy (voted): {per_class}", "", paper, *no_gesture_lines(report.get("no_gesture"))])
 
@@ -211,7 +214,8 @@ def real_block(reports: list[dict]) -> str:
         named += right
         answer = f"**{prediction['class']}**" if right else prediction["class"]
         rows.append(f"| `{name}` | {truth or '-'} | {answer} | {prediction['confidence']:.2f} | {rank} |")
-    return "\n".join([f"Named correctly: {named} of {labelled} labelled recordings (`masnn classify`, whole clip).", "",
+    how = "whole clip, both ways" if reports and reports[0]["model"].get("both_ways") else "whole clip"
+    return "\n".join([f"Named correctly: {named} of {labelled} labelled recordings (`masnn classify`, {how}).", "",
                       "| recording | class | named | confidence | rank of its class (probability) |",
                       "|---|---|---|---|---|", *rows])
 

@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 
 from masnn.calibration import class_probabilities, is_uncertain, load_calibration
-from masnn.checkpoint import build_model, checkpoint_framing, load_checkpoint
+from masnn.checkpoint import both_ways_runner, build_model, checkpoint_framing, load_checkpoint
 from masnn.datasets.io.writers import atomic_path
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset
 from masnn.datasets.loaders.gesture import no_gesture_samples
@@ -58,17 +58,19 @@ STAT_KEYS = ("spikes", "nasar", "sops", "macs", "attention_macs", "energy_pj", "
 
 @torch.inference_mode()
 def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | None = None, preset: str = "fp32-45nm",
-             vanilla_path=None, device: str | torch.device = "cpu") -> dict | None:
+             vanilla_path=None, device: str | torch.device = "cpu", both_ways: bool | None = None) -> dict | None:
     """The report (a plain dict) of one checkpoint on ``samples``. Under torchrun the samples are sharded over
     the ranks and rank 0 returns the whole report (other ranks return None). ``device``: cpu, cuda[:N] or auto
-    (a GPU where there is one; under torchrun, the process's LOCAL_RANK GPU)."""
+    (a GPU where there is one; under torchrun, the process's LOCAL_RANK GPU). ``both_ways``: every crop scored as
+    recorded and played backwards (None: as the checkpoint was trained); the vanilla network is scored alike."""
     device = eval_device(device)
     checkpoint = load_checkpoint(checkpoint_path)
     model = build_model(checkpoint).eval().to(device)
     vanilla = build_model(load_checkpoint(vanilla_path, expect={"num_classes": checkpoint["model_args"]["num_classes"]})).eval().to(device) if vanilla_path else None
     # the compiled inference copies: the same spikes and accounting as the trained modules, in half the time
-    runner = prepare_for_inference(model)
-    vanilla_runner = prepare_for_inference(vanilla) if vanilla is not None else None
+    runner = both_ways_runner(checkpoint, prepare_for_inference(model), both_ways).to(device)
+    passes = getattr(runner, "passes", 1)
+    vanilla_runner = both_ways_runner(checkpoint, prepare_for_inference(vanilla), passes == 2).to(device) if vanilla is not None else None
     framing = checkpoint_framing(checkpoint)
     config = checkpoint.get("config") or {}
 
@@ -90,8 +92,8 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # the latency is the work's, not the launch's
             seconds += time.perf_counter() - started_at
-            baseline = account(vanilla_runner(x, record=True)[1], preset) if vanilla is not None else None
-            report = account(trace, preset, baseline)
+            baseline = account(vanilla_runner(x, record=True)[1], preset, passes=passes) if vanilla is not None else None
+            report = account(trace, preset, baseline, passes)
             predictions = rates.argmax(-1).tolist()
             stats = {key: getattr(report, key) for key in STAT_KEYS} | {"ree": report.ree or 0.0}
             scored.append((index, {"label": int(label), "crop_predictions": predictions,
@@ -117,6 +119,7 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
         return None
     scored.sort(key=lambda item: item[0])
     report = _report(checkpoint_path, checkpoint, model, framing, n_crops, scored, seconds, preset, vanilla is not None)
+    report["both_ways"] = passes == 2
     report["no_gesture"] = _no_gesture_report(sorted(no_gesture), report, load_calibration(checkpoint_path)) if no_gesture else None
     return report
 
