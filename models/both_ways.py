@@ -3,10 +3,10 @@
 Played backwards, a window of event-count frames [T, B, 2, H, W] is its frames in reverse order with ON and OFF
 swapped (a pixel that brightened going forwards darkens going backwards), and each gesture becomes the class of
 the reversed motion: a clockwise arm circle turns counter-clockwise, a clap stays a clap. Averaging the two
-passes, the second mapped back to the first's classes, cancels whatever a network reads from a window's content
-regardless of its order (where an arm is, how its events lie in one frame) and keeps what the order says: out of
-the training distribution, on real recordings, that content can outvote the order (a real clockwise circle read
-as counter-clockwise from where it sits in the image). Every pass costs its own spikes and energy.
+passes, the second mapped back to the first's classes, cancels between a circle's two senses whatever a network
+reads from a window's content regardless of its order (where an arm is, its shape) and keeps what the order says:
+out of the training distribution, on real recordings, that content can outvote the order (a real clockwise
+circle read as counter-clockwise from where it sits in the image). Every pass costs its own spikes and energy.
 """
 from __future__ import annotations
 
