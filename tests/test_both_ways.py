@@ -150,3 +150,14 @@ def test_classify_says_how_it_scored_and_one_way_halves_the_spikes_it_counts(bot
     first_both, first_one = both["windows"][0]["stats"], one["windows"][0]["stats"]
     assert first_both["spikes"] > first_one["spikes"]
     assert first_both["energy_uj"] > 1.5 * first_one["energy_uj"]
+
+
+def test_the_live_summary_says_how_windows_were_scored(both_ways_checkpoint, live_clip):
+    from masnn.classify import Classifier
+    from masnn.live.pipeline import LiveOptions, LivePipeline
+    from masnn.live.sources import replay_source
+
+    for both in (True, False):
+        classifier = Classifier.load(both_ways_checkpoint, "cpu", window_ms=450, both_ways=both)
+        summary = LivePipeline(replay_source(live_clip[0], speed=0), classifier, LiveOptions(stride_ms=450)).run()
+        assert summary["predictions"] >= 1 and summary["model"]["both_ways"] is both

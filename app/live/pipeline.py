@@ -310,7 +310,8 @@ class LivePipeline:
         return {
             "source": ingest.source, "status": ingest.status, "sensor": ingest.sensor_size, "connections": ingest.connection,
             "model": {"weights": getattr(self.classifier, "weights", "?"), "T": framing.n_frames, "dt_us": framing.dt_us,
-                      "window_us": self.classifier.window_us, "stride_us": self.stride_frames * framing.dt_us},
+                      "window_us": self.classifier.window_us, "stride_us": self.stride_frames * framing.dt_us,
+                      "both_ways": getattr(self.classifier, "both_ways", False)},
             "wall_s": wall,
             "current": last["top_k"] if last else [],
             "current_class": last.get("class") if last else None,  # the answer: a class or "uncertain"
