@@ -389,8 +389,8 @@ def reversed_classes(ckpt: dict) -> list[int]:
 def scores_both_ways(ckpt: dict) -> bool:
     """Whether a checkpoint answers from both ways by default: it was trained on crops played backwards too (and so
     knows them), and some class changes when played backwards (the arm circles; not gait's walkers)."""
-    trained_backwards = bool((ckpt.get("config") or {}).get("time_reversal"))
-    return trained_backwards and reversed_classes(ckpt) != list(range(ckpt["model_args"]["num_classes"]))
+    config = ckpt.get("config") or {}
+    return bool(config.get("time_reversal")) and bool(time_reversed_labels(list(config.get("class_names") or [])))
 
 
 def both_ways_runner(ckpt: dict, runner: nn.Module, both_ways: bool | None = None) -> nn.Module:

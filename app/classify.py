@@ -127,7 +127,7 @@ class Classifier:
         names = list(config.get("class_names") or [f"class {i}" for i in range(args["num_classes"])])
         calibration = load_calibration(path) if calibrated else None
         if calibration is not None and bool(calibration.get("both_ways", False)) != isinstance(runner, BothWays):
-            calibration = None
+            calibration = None  # its threshold was set on the other way's confidences
         return cls(model, runner, framing, names, str(path), dict(args), target, config.get("loss", "mse"),
                    config.get("ce_scale", 10.0), calibration=calibration, sha256=file_sha256(path))
 
@@ -148,7 +148,7 @@ class Classifier:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # CUDA kernels run asynchronously: the latency is the GPU's work too
         latency = time.perf_counter() - started
-        report = account(trace, self.energy_preset, passes=getattr(self.runner, "passes", 1))
+        report = account(trace, self.energy_preset)
         probabilities = self.probabilities(rates[0].float().cpu())
         ranked = self.top_k(probabilities, top_k)
         label, confidence = answer(ranked, self.uncertain_threshold)

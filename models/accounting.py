@@ -127,13 +127,12 @@ def _times(layer: LayerReport, passes: int) -> LayerReport:
                    energy_pj=layer.energy_pj * passes)
 
 
-def account(trace: NetTrace, preset: str | EnergyPreset = "fp32-45nm", baseline: Report | None = None,
-            passes: int = 1) -> Report:
-    """The report of one recorded forward pass (``model(x, record=True)[1]``). ``passes``: the passes each answer
-    took (2 for ``BothWays``, whose trace holds both as one batch): spikes, operations and energy count all of
-    them; rates (firing rates, NASAR) stay those of one pass."""
+def account(trace: NetTrace, preset: str | EnergyPreset = "fp32-45nm", baseline: Report | None = None) -> Report:
+    """The report of one recorded forward pass (``model(x, record=True)[1]``). A trace of several passes per answer
+    (``trace.passes``, ``BothWays``): spikes, operations and energy count all of them, rates (firing rates, NASAR)
+    stay those of one pass."""
     preset = get_preset(preset)
-    t = trace.steps
+    t, passes = trace.steps, trace.passes
     layers = [_times(_layer_report(tr, t, preset), passes) for tr in trace.layers]
     r = Report(preset, t, trace.frames_kept, trace.layers[0].input.shape[1] // passes, layers)
     r.spikes = sum(lr.spikes for lr in layers)
@@ -156,4 +155,4 @@ def measure(model, x: torch.Tensor, preset: str | EnergyPreset = "fp32-45nm",
             baseline: Report | None = None) -> Report:
     """Run ``model(x, record=True)`` without gradients and account for it (the caller picks train/eval mode)."""
     _, trace = model(x, record=True)
-    return account(trace, preset, baseline, getattr(model, "passes", 1))
+    return account(trace, preset, baseline)

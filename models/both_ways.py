@@ -10,6 +10,8 @@ circle read as counter-clockwise from where it sits in the image). Every pass co
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -22,9 +24,7 @@ def played_backwards(frames: torch.Tensor) -> torch.Tensor:
 class BothWays(nn.Module):
     """``network(x, record)`` run on ``x`` and on ``x`` played backwards as one batch [T, 2B, ...]; the rates are
     the mean of the first B rows and the last B rows with class ``reversed_class[c]`` read as class ``c``. The
-    trace is the batch of 2B (its per-sample figures are one pass's: account for it with ``passes=2``)."""
-
-    passes = 2
+    trace is the batch of 2B, marked as two passes per answer (accounting counts both)."""
 
     def __init__(self, network: nn.Module, reversed_class: list[int]):
         super().__init__()
@@ -36,7 +36,7 @@ class BothWays(nn.Module):
         out = self.network(torch.cat([x, played_backwards(x)], 1), record=record)
         rates, trace = out if record else (out, None)
         rates = (rates[:b] + rates[b:][:, self.reversed_class]) / 2
-        return (rates, trace) if record else rates
+        return (rates, replace(trace, passes=2)) if record else rates
 
 
 __all__ = ["BothWays", "played_backwards"]

@@ -49,6 +49,7 @@ class NetTrace:
     steps: int  # T of the input
     kept: torch.Tensor | None = None  # (T, B) frames kept by input attention pruning; None when nothing was dropped
     input_attention_macs: float = 0.0  # per sample: scoring (and, in training mode, rescaling) the raw frames
+    passes: int = 1  # runs per answer, laid out as one batch of passes x B (BothWays: 2); accounting counts them all
 
     @property
     def frames_kept(self) -> float:

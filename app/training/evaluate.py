@@ -37,6 +37,7 @@ from masnn.datasets.io.writers import atomic_path
 from masnn.datasets.loaders.cache import FrameCache, FrameDataset
 from masnn.datasets.loaders.gesture import no_gesture_samples
 from masnn.models.accounting import account
+from masnn.models.both_ways import BothWays
 from masnn.models.inference import prepare_for_inference
 from masnn.training.distributed import init_distributed
 
@@ -69,8 +70,8 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
     vanilla = build_model(load_checkpoint(vanilla_path, expect={"num_classes": checkpoint["model_args"]["num_classes"]})).eval().to(device) if vanilla_path else None
     # the compiled inference copies: the same spikes and accounting as the trained modules, in half the time
     runner = both_ways_runner(checkpoint, prepare_for_inference(model), both_ways).to(device)
-    passes = getattr(runner, "passes", 1)
-    vanilla_runner = both_ways_runner(checkpoint, prepare_for_inference(vanilla), passes == 2).to(device) if vanilla is not None else None
+    scored_both_ways = isinstance(runner, BothWays)
+    vanilla_runner = both_ways_runner(checkpoint, prepare_for_inference(vanilla), scored_both_ways).to(device) if vanilla is not None else None
     framing = checkpoint_framing(checkpoint)
     config = checkpoint.get("config") or {}
 
@@ -92,8 +93,8 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # the latency is the work's, not the launch's
             seconds += time.perf_counter() - started_at
-            baseline = account(vanilla_runner(x, record=True)[1], preset, passes=passes) if vanilla is not None else None
-            report = account(trace, preset, baseline, passes)
+            baseline = account(vanilla_runner(x, record=True)[1], preset) if vanilla is not None else None
+            report = account(trace, preset, baseline)
             predictions = rates.argmax(-1).tolist()
             stats = {key: getattr(report, key) for key in STAT_KEYS} | {"ree": report.ree or 0.0}
             scored.append((index, {"label": int(label), "crop_predictions": predictions,
@@ -119,7 +120,7 @@ def evaluate(checkpoint_path, samples, n_crops: int = 10, cache: FrameCache | No
         return None
     scored.sort(key=lambda item: item[0])
     report = _report(checkpoint_path, checkpoint, model, framing, n_crops, scored, seconds, preset, vanilla is not None)
-    report["both_ways"] = passes == 2
+    report["both_ways"] = scored_both_ways
     report["no_gesture"] = _no_gesture_report(sorted(no_gesture), report, load_calibration(checkpoint_path)) if no_gesture else None
     return report
 
