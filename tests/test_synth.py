@@ -249,6 +249,29 @@ def test_cli_gesture_set_in_parallel_equals_serial(tmp_path, folder):
         assert (tmp_path / "DvsGesture" / name).read_bytes() == (folder / name).read_bytes()
 
 
+def test_a_terminated_parallel_gesture_set_stops_without_finishing_its_queue(tmp_path):
+    """SIGTERM while two workers render: the command exits 143, and no worker goes on to render the recordings
+    it had started or queued (with a ProcessPoolExecutor, five more recordings appeared after the signal)."""
+    import signal
+    import time
+
+    folder = tmp_path / "DvsGesture"
+    command = [sys.executable, "-m", "masnn", "synth", "gesture", "--out", str(tmp_path), "--users", "40", "--preset", "tiny", "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    recordings = lambda: len([p for p in folder.glob("*.aedat") if not p.name.startswith(".")])  # noqa: E731 (not temporaries)
+    deadline = time.monotonic() + 240
+    while recordings() < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the set finished before it could be interrupted"
+    written = recordings()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143 and "Traceback" not in stderr
+    assert recordings() <= written + 2  # at most one per worker, finished between the count and the signal
+    assert recordings() < 80 and not (folder / "trials_to_train.txt").exists()
+    assert not [p for p in folder.iterdir() if ".tmp" in p.name or p.name.startswith(".")]
+
+
 def test_cli_stats_compares_recordings(folder):
     import json
 

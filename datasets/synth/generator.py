@@ -14,8 +14,8 @@ Layouts written here are those of the real datasets, so the same readers and loa
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -302,7 +302,7 @@ def write_gesture_dataset(out: Path, users: int = 29, seed: int = 0, preset: Ges
     jobs = [(str(folder), user, lighting, seed, preset) for user in range(1, users + 1) for lighting in preset.lightings]
     counts = {}
     with _pool(workers) as pool:
-        for name, count in pool.map(_write_gesture_recording, jobs):
+        for name, count in pool.imap(_write_gesture_recording, jobs):
             counts[name] = count
             if progress:
                 progress(name)
@@ -369,7 +369,7 @@ def write_gait_dataset(out: Path, subjects: int = 20, walks: int = 20, seed: int
             jobs += [(str(folder / f"{walk:03d}.txt"), subject, session, walk, seed, duration) for walk in range(walks)]
     total = 0
     with _pool(workers) as pool:
-        for count in pool.map(_write_gait_walk, jobs):
+        for count in pool.imap(_write_gait_walk, jobs):
             total += count
             if progress:
                 progress(None)
@@ -415,21 +415,25 @@ def _gesture_index(action: str) -> int:
 
 @contextmanager
 def _pool(workers: int | None):
+    """Processes that render recordings, their results in order (``imap``). Interrupted (Ctrl-C, SIGTERM) or
+    failed, the workers stop at once; a ``ProcessPoolExecutor`` would first finish the recordings it had started
+    and queued, up to a minute each."""
     workers = workers or os.cpu_count() or 1
     if workers <= 1:
         yield _SerialPool()
         return
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = multiprocessing.Pool(workers)
     try:
         yield pool
     except BaseException:
-        # interrupted (Ctrl-C, SIGTERM) or failed: drop the queued recordings instead of waiting for all of them
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.terminate()
         raise
-    pool.shutdown()
+    finally:
+        pool.close()
+        pool.join()
 
 
 class _SerialPool:
     @staticmethod
-    def map(fn, jobs):
+    def imap(fn, jobs):
         return map(fn, jobs)
