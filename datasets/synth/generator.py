@@ -415,22 +415,15 @@ def _gesture_index(action: str) -> int:
 
 @contextmanager
 def _pool(workers: int | None):
-    """Processes that render recordings, their results in order (``imap``). Interrupted (Ctrl-C, SIGTERM) or
-    failed, the workers stop at once; a ``ProcessPoolExecutor`` would first finish the recordings it had started
-    and queued, up to a minute each."""
+    """Processes that render recordings, their results in order (``imap``). Leaving the block terminates the
+    workers: idle once every result is read, and stopped at once when interrupted (Ctrl-C, SIGTERM) or failed,
+    where a ``ProcessPoolExecutor`` would first finish the recordings it had started and queued."""
     workers = workers or os.cpu_count() or 1
     if workers <= 1:
         yield _SerialPool()
         return
-    pool = multiprocessing.Pool(workers)
-    try:
+    with multiprocessing.Pool(workers) as pool:
         yield pool
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.close()
-        pool.join()
 
 
 class _SerialPool:
