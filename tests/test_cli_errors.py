@@ -140,6 +140,7 @@ BAD_OPTIONS = [
     (["bench", "model", "--part", "gpu"], "--part", "must be one of all, lif, inference, window"),
     (["synth", "gesture", "-o", "out", "--users", "0"], "--users", "greater than or equal to 1"),
     (["synth", "gesture", "-o", "out", "--workers", "0"], "--workers", "greater than or equal to 1"),
+    (["synth", "gesture", "-o", "out", "--sits", "1.5"], "--sits", "less than or equal to 1"),
     (["synth", "gait", "-o", "out", "--duration", "0"], "--duration", "greater than or equal to 0.1"),
     (["synth", "recording", "--action", "air guitar", "-o", "a.aedat4", "--sensor", "kinect"], "--sensor", "dvs128"),
     (["synth", "recording", "--action", "air guitar", "-o", "a.aedat4", "--lighting", "disco"], "--lighting", "lab"),

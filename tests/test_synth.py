@@ -25,11 +25,14 @@ from masnn.datasets.synth.generator import (
 from masnn.datasets.synth.motions import (
     Body,
     Interlude,
+    View,
     front_skeleton,
     gesture_pose,
     lean_forward,
     random_gait,
     random_style,
+    rest_pose,
+    sit_pose,
     walk_pose,
 )
 
@@ -357,6 +360,96 @@ def test_a_crouch_leans_the_upper_body_towards_the_camera_and_back():
         assert leaning[name][1] > joints[name][1] and leaning[name][2] < joints[name][2]  # lower on screen, nearer
     np.testing.assert_allclose(leaning["wrist_l"] - leaning["shoulder_l"], joints["wrist_l"] - joints["shoulder_l"])  # arms hang
     assert all(np.array_equal(leaning[name], joints[name]) for name in ("pelvis", "knee_r", "ankle_l"))
+
+
+BONES = [("hip_r", "knee_r"), ("knee_r", "ankle_r"), ("hip_l", "knee_l"), ("knee_l", "ankle_l"),
+         ("shoulder_r", "elbow_r"), ("elbow_r", "wrist_r"), ("pelvis", "neck"), ("neck", "head")]
+
+
+def _bone_lengths(joints):
+    return np.array([np.linalg.norm(joints[a] - joints[b]) for a, b in BONES])
+
+
+def test_without_sits_the_interludes_are_drawn_as_before_there_were_sits():
+    """The shipped models' data (``--sits 0``) must not change: the four kinds' draws, in their order."""
+    kinds = ["still", "fidget", "step", "crouch"]
+    for seed in range(40):
+        reference = np.random.default_rng(seed)
+        kind = str(reference.choice(kinds, p=[0.2, 0.2, 0.3, 0.3]))
+        amplitudes = [reference.uniform(0.1, 0.5), reference.uniform(2.5, 5.0), reference.uniform(0.08, 0.3),
+                      reference.uniform(0.08, 0.35)]
+        expected = Interlude(kind, 3.0, amplitudes[kinds.index(kind)], 3.0 * reference.uniform(0.25, 0.45),
+                             int(reference.choice([-1, 1])))
+        rng = np.random.default_rng(seed)
+        assert Interlude.random(rng, 3.0) == expected and rng.uniform() == reference.uniform()
+    sits = [Interlude.random(np.random.default_rng(seed), 3.0, sit_share=0.3) for seed in range(200)]
+    assert 0.2 < np.mean([i.kind == "sit" for i in sits]) < 0.4
+    assert all((i.view is not None) == (i.kind == "sit") for i in sits)
+
+
+def test_a_seated_person_has_level_thighs_upright_shins_and_planted_feet():
+    body = Body()
+    standing = rest_pose(0.0, body)
+    seated = sit_pose(1.0, 0.0, body, standing)
+    legs = [body.thigh, body.shin] * 2  # the standing skeleton's legs are a little longer: out and forward at the knee
+    np.testing.assert_allclose(_bone_lengths(seated), [*legs, *_bone_lengths(standing)[4:]], rtol=1e-6)
+    for side in ("r", "l"):
+        np.testing.assert_allclose(seated[f"ankle_{side}"], standing[f"ankle_{side}"])  # the feet stay
+        thigh = seated[f"knee_{side}"] - seated[f"hip_{side}"]
+        shin = seated[f"ankle_{side}"] - seated[f"knee_{side}"]
+        assert thigh[2] < -0.9 * np.linalg.norm(thigh)  # level, pointing at the camera
+        assert shin[1] > 0.9 * np.linalg.norm(shin)  # upright
+    np.testing.assert_allclose(seated["pelvis"], [0.0, 0.95 * body.thigh, body.thigh])  # a thigh down and back
+    np.testing.assert_allclose(sit_pose(0.0, 0.0, body, standing)["knee_r"][:2], standing["knee_r"][:2], atol=0.02)
+    leaning = sit_pose(1.0, 0.4, body, standing)
+    assert leaning["head"][2] < seated["head"][2] and np.array_equal(leaning["knee_l"], seated["knee_l"])
+
+
+def test_a_sit_goes_down_and_up_with_pauses_at_a_human_speed():
+    sit = Interlude("sit", duration=8.0, amplitude=0.6, travel_s=1.0, direction=1)
+    times = np.linspace(0.0, 5.0, 5001)
+    seated = np.array([sit.seated(t) for t in times])
+    assert seated[0] == 0.0 and sit.seated(1.0) == pytest.approx(1.0)  # down in one travel
+    assert np.ptp([sit.seated(t) for t in np.linspace(1.0, 1.25, 26)]) == 0.0  # a pause of a quarter of it
+    assert sit.seated(2.25) == pytest.approx(0.0) and sit.seated(3.5) == pytest.approx(1.0)  # up, a pause, down again
+    assert np.abs(np.diff(seated)).max() <= 1.5 * 0.001 / 1.0 * 1.01  # smoothstep: at most 1.5x the mean speed
+    assert Interlude("sit", 8.0, 0.6, 1.0, direction=-1).seated(0.0) == 1.0  # may start seated
+    lean = np.array([sit.sit_lean(t) for t in times])
+    assert lean.argmax() in (500, 1750, 3000, 4250) or abs(seated[lean.argmax()] - 0.5) < 0.01  # largest on the way
+    assert lean.max() == pytest.approx(0.7 * 0.6) and sit.sit_lean(0.0) == sit.sit_lean(1.1) == 0.0
+
+
+def test_another_cameras_view_turns_the_body_rigidly():
+    body = Body()
+    joints = sit_pose(0.5, 0.2, body, rest_pose(0.0, body))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        view = View.random(rng)
+        np.testing.assert_allclose(_bone_lengths(view.seen(joints)), _bone_lengths(joints), rtol=1e-9)
+    standing = front_skeleton(body)
+    side = View(yaw=np.pi / 2).seen(standing)
+    assert abs(side["shoulder_r"][0] - side["shoulder_l"][0]) < 1e-9  # side on: one shoulder behind the other
+    assert abs(side["shoulder_r"][2] - side["shoulder_l"][2]) == pytest.approx(2 * body.shoulder_half_width)
+    rolled = View(roll=np.pi / 2).seen(standing)
+    assert abs(rolled["neck"][1]) < 1e-9 and abs(rolled["neck"][0]) == pytest.approx(body.torso)  # upright reads as level
+    above = View(pitch=0.8).seen(standing)
+    assert above["head"][2] < above["pelvis"][2] - 0.2  # from above, the head is nearer than the pelvis
+    assert View().seen(standing)["head"] == pytest.approx(standing["head"])
+
+
+def test_a_sit_interlude_shows_a_small_person_where_the_view_puts_them(monkeypatch):
+    view = View(yaw=1.2, pitch=0.5, roll=0.3, size=0.35, x=0.8, y=0.25)
+    monkeypatch.setattr(View, "random", classmethod(lambda cls, rng: view))
+    preset = replace(GESTURE_PRESETS["tiny"], interludes=2, interlude_s=(2.0, 2.2), sit_share=1.0)
+    chunks, labels = gesture_recording(3, "lab", 0, preset, params=QUIET)
+    events = np.concatenate(list(chunks))
+    gaps = [(end, start) for (_, _, end), (_, start, _) in zip(labels[:-1], labels[1:]) if start - end > 1_500_000]
+    assert len(gaps) == 2
+    stretch = events[(events["t"] > gaps[0][0] + 300_000) & (events["t"] < gaps[0][1] - 300_000)]  # clear of the cuts
+    gesture = events[(events["t"] > labels[0][1] + 100_000) & (events["t"] < labels[0][2] - 100_000)]
+    # the gesture framing's body is at most 1.5 sensor heights tall; the pelvis is at most 0.6 body heights from any part
+    near = lambda e: np.hypot(e["x"] - 0.8 * 128, e["y"] - 0.25 * 128) < 0.6 * 0.35 * 1.5 * 128  # noqa: E731
+    assert len(stretch) > 1000 and near(stretch).mean() > 0.8 and near(gesture).mean() < 0.5
 
 
 def test_still_and_fidget_scale_the_idle_motion_eased_in_and_out():

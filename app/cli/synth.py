@@ -26,14 +26,18 @@ def synth_gesture(
     users: int = typer.Option(29, min=1, help="Subjects (the last ~20% form the test split, as users 24-29 of 29)."),
     seed: int = typer.Option(0, min=0, help="Seed of the subjects, gestures and noise: the same seed, the same dataset."),
     preset: SynthPreset = typer.Option("full", help="full (6 s gestures, 5 lightings), small, or tiny (for tests)."),
+    sits: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of the no-gesture interludes that cut to another "
+                               "camera, which sees the person sit down and stand up (0: none, the shipped models' data)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes (default: all cores)."),
 ):
     """A DVS128 Gesture dataset in the original layout (AEDAT 3.1 + labels + trial lists)."""
+    from dataclasses import replace
+
     from rich.progress import Progress
 
     from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gesture_dataset
 
-    chosen = GESTURE_PRESETS[preset]
+    chosen = replace(GESTURE_PRESETS[preset], sit_share=sits)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("recordings", total=users * len(chosen.lightings))
         summary = write_gesture_dataset(out, users, seed, chosen, workers, progress=lambda name: progress.advance(task))

@@ -9,7 +9,8 @@ timestamps. Everything derives from one seed, so a dataset is reproducible bit f
 Layouts written here are those of the real datasets, so the same readers and loaders serve both:
 - DVS128 Gesture: DvsGesture/userNN_<lighting>.aedat (AEDAT 3.1) + userNN_<lighting>_labels.csv +
   trials_to_train.txt / trials_to_test.txt, split by user; between some gestures, unlabelled interludes
-  of no gesture (standing still, fidgeting, a step aside, sitting down and up);
+  of no gesture (standing still, fidgeting, a step aside, bobbing down and up, and optionally a cut to another
+  camera that sees the person sit down and stand up);
 - DVS128 Gait: train|test/<subject id>/<walk>.txt, one "t x y p" line per event.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ from masnn.datasets.synth.motions import (
     random_gait,
     random_style,
     rest_pose,
+    sit_pose,
     walk_pose,
     walk_speed,
 )
@@ -202,6 +204,8 @@ class GesturePreset:
     # different gesture: what training without gestures learns from (masnn.datasets.loaders.gesture.no_gesture_samples)
     interludes: int = 2
     interlude_s: tuple[float, float] = (3.0, 5.0)
+    # the share of interludes in which another camera sees the person sit down and stand up (Interlude's "sit")
+    sit_share: float = 0.0
     lightings: tuple[str, ...] = LIGHTINGS
     frame_rate: float = 500.0
 
@@ -247,7 +251,7 @@ def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset
         timeline.append((t, t + length, gesture, random_style(gesture, rng, tempo)))
         t += length + rng.uniform(*preset.gap_s)
         if gesture in after:
-            interlude = Interlude.random(interlude_rng, interlude_rng.uniform(*preset.interlude_s))
+            interlude = Interlude.random(interlude_rng, interlude_rng.uniform(*preset.interlude_s), preset.sit_share)
             interludes.append((t, interlude))
             t += interlude.duration + interlude_rng.uniform(*preset.gap_s)
     duration = t
@@ -255,6 +259,12 @@ def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset
 
     def pose_at(time: float):
         for start, interlude in interludes:
+            if start <= time < start + interlude.duration and interlude.view is not None:
+                # the recording cuts to the other camera and back: one frame in which the whole figure changes
+                into = time - start
+                joints = sit_pose(interlude.seated(into), interlude.sit_lean(into), body, rest_pose(time, body, sway))
+                joints = interlude.view.seen(body_motion(joints, time, idle))
+                return joints, interlude.view.placement(scene.placement, sensor_size), None
             if start <= time < start + interlude.duration:
                 dx, dy = interlude.offset(time - start)
                 placement = scene.placement.moved(dx * scene.placement.height_px, dy * scene.placement.height_px)

@@ -218,29 +218,107 @@ class Idle:
         return Idle(self.sway * gain, self.shift * gain, self.breath * gain, self.head * gain, self.follow, self.phases)
 
 
-INTERLUDE_KINDS = ("still", "fidget", "step", "crouch")
+INTERLUDE_KINDS = ("still", "fidget", "step", "crouch", "sit")
+_KIND_SHARES = (0.2, 0.2, 0.3, 0.3)  # of still, fidget, step and crouch; sits take ``sit_share`` off them all
+
+
+@dataclass(frozen=True)
+class View:
+    """Another camera's view of the person, for stretches recorded from elsewhere: turned ``yaw`` about the vertical
+    (0 = from the front), looking down ``pitch`` from above, rolled ``roll`` about its own axis (radians); the
+    person ``size`` times the gesture framing's height, the pelvis at (``x``, ``y``) in fractions of the image."""
+
+    yaw: float = 0.0
+    pitch: float = 0.0
+    roll: float = 0.0
+    size: float = 1.0
+    x: float = 0.5
+    y: float = 0.5
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> "View":
+        # people recorded sitting down and standing up from a side or from above, small, the camera often rolled
+        roll = rng.uniform(-np.pi, np.pi) if rng.uniform() < 0.5 else rng.normal(0.0, 0.15)
+        return cls(yaw=rng.uniform(-np.pi, np.pi), pitch=rng.uniform(0.0, 1.2), roll=float(roll),
+                   size=rng.uniform(0.4, 0.8), x=rng.uniform(0.3, 0.7), y=rng.uniform(0.3, 0.7))
+
+    def rotation(self) -> np.ndarray:
+        """The 3 x 3 matrix taking body coordinates (x right, y down, z away) into this camera's."""
+        def turn(angle: float, a: int, b: int) -> np.ndarray:
+            m = np.eye(3)
+            c, s = np.cos(angle), np.sin(angle)
+            m[a, a], m[a, b], m[b, a], m[b, b] = c, -s, s, c
+            return m
+
+        return turn(self.roll, 0, 1) @ turn(self.pitch, 1, 2) @ turn(-self.yaw, 0, 2)
+
+    def seen(self, joints: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The joints turned about the standing pelvis (the origin) as this camera sees them."""
+        rotation = self.rotation()
+        return {name: rotation @ np.asarray(p, dtype=float) for name, p in joints.items()}
+
+    def placement(self, framing: Placement, sensor_size: tuple[int, int]) -> Placement:
+        width, height = sensor_size
+        return replace(framing, pelvis_x=self.x * width, pelvis_y=self.y * height, height_px=self.size * framing.height_px)
+
+
+def sit_pose(seated: float, lean: float, body: Body, joints: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``joints`` (standing, pelvis at the origin) sitting down onto a seat behind the person: ``seated`` 0 stands,
+    1 sits with the thighs level. The pelvis goes down and back, the feet stay planted, the knees come forward
+    (two-bone inverse kinematics), and the upper body leans ``lean`` radians towards the camera. Returns a new dict."""
+    out = lean_forward(joints, lean)
+    # seated, the hip is a thigh behind the knee and a shin above the ankle (a little less: the foot's height)
+    drop = np.array([0.0, 0.95 * body.thigh, body.thigh]) * seated
+    for name in out:
+        if not name.startswith("ankle"):
+            out[name] = out[name] + drop
+    for side in ("r", "l"):
+        out[f"knee_{side}"], _ = reach(out[f"hip_{side}"], out[f"ankle_{side}"], body.thigh, body.shin, np.array([0.0, 0.0, -1.0]))
+    return out
 
 
 @dataclass(frozen=True)
 class Interlude:
     """A stretch with no gesture in it, as people fill the time between gestures: standing still, fidgeting
     (swaying and looking around), stepping sideways and back, or bobbing down and up (sitting down and standing
-    up, crouching, leaning forward as people do). The whole body moves; the arms only hang. ``amplitude``: how
-    many times the person's idle motion for still and fidget, how far the pelvis travels (body heights) for step
-    and crouch; one way of the trip takes ``travel_s``, with a human velocity profile (smoothstep)."""
+    up, crouching, leaning forward as people do), or, seen by another camera (``view``), sitting down and standing
+    up again and again. The whole body moves; the arms only hang. ``amplitude``: how many times the person's idle
+    motion for still and fidget, how far the pelvis travels (body heights) for step and crouch, the largest lean
+    (in 0.7 radians) for sit; one way of the trip takes ``travel_s``, with a human velocity profile (smoothstep)."""
 
     kind: str
     duration: float
     amplitude: float
     travel_s: float = 0.5
     direction: int = 1
+    view: View | None = None
 
     @classmethod
-    def random(cls, rng: np.random.Generator, duration: float) -> "Interlude":
-        kind = str(rng.choice(INTERLUDE_KINDS, p=[0.2, 0.2, 0.3, 0.3]))
+    def random(cls, rng: np.random.Generator, duration: float, sit_share: float = 0.0) -> "Interlude":
+        """With ``sit_share`` 0 the draws are those of the kinds without sits, so their recordings stay the same."""
+        kind = str(rng.choice(INTERLUDE_KINDS, p=[*(share * (1 - sit_share) for share in _KIND_SHARES), sit_share]))
         amplitude = {"still": rng.uniform(0.1, 0.5), "fidget": rng.uniform(2.5, 5.0), "step": rng.uniform(0.08, 0.3),
-                     "crouch": rng.uniform(0.08, 0.35)}[kind]
-        return cls(kind, duration, float(amplitude), duration * rng.uniform(0.25, 0.45), int(rng.choice([-1, 1])))
+                     "crouch": rng.uniform(0.08, 0.35)}.get(kind, 0.0)
+        interlude = cls(kind, duration, float(amplitude), duration * rng.uniform(0.25, 0.45), int(rng.choice([-1, 1])))
+        if kind != "sit":
+            return interlude
+        return replace(interlude, amplitude=rng.uniform(0.5, 0.9), travel_s=rng.uniform(0.8, 1.4), view=View.random(rng))
+
+    def seated(self, t: float) -> float:
+        """For sit: 0 standing, 1 seated, t seconds in. Down, a pause of a quarter of the trip, up, a pause, and
+        again; ``direction`` -1 starts seated."""
+        pause = 0.25 * self.travel_s
+        period = 2 * (self.travel_s + pause)
+        into = (t + (period / 2 if self.direction < 0 else 0.0)) % period
+        half = period / 2
+        way = _smoothstep(min(into % half, self.travel_s) / self.travel_s)
+        return way if into < half else 1.0 - way
+
+    def sit_lean(self, t: float) -> float:
+        """For sit: the upper body's lean forward (radians), largest halfway down or up, as the weight leaves the
+        seat or the feet."""
+        seated = self.seated(t)
+        return 0.7 * self.amplitude * 4 * seated * (1 - seated)
 
     def idle_gain(self, t: float) -> float:
         """The idle motion's gain t seconds in: eased from 1 to the interlude's over 0.3 s at both ends."""
