@@ -284,7 +284,7 @@ class Interlude:
     up, crouching, leaning forward as people do), or, seen by another camera (``view``), sitting down and standing
     up again and again. The whole body moves; the arms only hang. ``amplitude``: how many times the person's idle
     motion for still and fidget, how far the pelvis travels (body heights) for step and crouch, the largest lean
-    (in 0.7 radians) for sit; one way of the trip takes ``travel_s``, with a human velocity profile (smoothstep)."""
+    in units of 0.7 radians (40 degrees) for sit; one way of the trip takes ``travel_s``, with a human velocity profile (smoothstep)."""
 
     kind: str
     duration: float
