@@ -259,17 +259,18 @@ def gesture_recording(user: int, lighting: str, seed: int, preset: GesturePreset
 
     def pose_at(time: float):
         for start, interlude in interludes:
-            if start <= time < start + interlude.duration and interlude.view is not None:
+            if not start <= time < start + interlude.duration:
+                continue
+            into = time - start
+            if interlude.view is not None:
                 # the recording cuts to the other camera and back: one frame in which the whole figure changes
-                into = time - start
                 joints = sit_pose(interlude.seated(into), interlude.sit_lean(into), body, rest_pose(time, body, sway))
                 joints = interlude.view.seen(body_motion(joints, time, idle))
                 return joints, interlude.view.placement(scene.placement, sensor_size), None
-            if start <= time < start + interlude.duration:
-                dx, dy = interlude.offset(time - start)
-                placement = scene.placement.moved(dx * scene.placement.height_px, dy * scene.placement.height_px)
-                joints = lean_forward(rest_pose(time, body, sway), interlude.lean(time - start))
-                return body_motion(joints, time, idle.scaled(interlude.idle_gain(time - start))), placement, None
+            dx, dy = interlude.offset(into)
+            placement = scene.placement.moved(dx * scene.placement.height_px, dy * scene.placement.height_px)
+            joints = lean_forward(rest_pose(time, body, sway), interlude.lean(into))
+            return body_motion(joints, time, idle.scaled(interlude.idle_gain(into))), placement, None
         for start, end, gesture, style in timeline:
             if start <= time < end:
                 # ease in and out of the gesture from the rest pose over 0.3 s
