@@ -243,6 +243,17 @@ def test_a_config_that_does_not_parse_or_has_a_bad_framing_is_named(capsys, tmp_
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {config}: ") and problem in lines[0], lines
 
 
+def test_init_weights_of_another_network_are_refused_before_any_data_is_read(capsys, tmp_path):
+    code, lines, _ = run_main(capsys, "train", "--data", tmp_path / "missing", "--init", "gait-tcsa")
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and "gait-tcsa.pt is for another model: num_classes: checkpoint has 20, " \
+        "expected 11" in lines[0], lines
+    code, lines, _ = run_main(capsys, "train", "--data", tmp_path, "--init", tmp_path / "none.pt")
+    assert code == 2 and lines == [f"error: {tmp_path / 'none.pt'}: neither a checkpoint file nor a shipped model "
+                                   "(shipped models: gait-tcsa, gait-vanilla, gesture-tcsa, gesture-vanilla; see masnn "
+                                   "models --shipped)"], lines
+
+
 @pytest.mark.parametrize("command", [["frames", "-o", "frames.npy"], ["inspect"], ["synth", "stats"]])
 def test_a_damaged_recording_that_kept_nothing_is_one_error_line(tmp_path, command):
     k = np.arange(50)

@@ -333,6 +333,31 @@ def test_checkpoint_rebuilds_model_and_refuses_another_architecture(tmp_path):
         train(replace(cfg, num_classes=4, epochs=2), Blobs(16, classes=3), progress=False, resume=True)
 
 
+def test_init_starts_from_the_given_weights_and_refuses_another_network(tmp_path):
+    """A run whose learning rate is too small to move anything ends with the weights it was given, not with the
+    seed's random ones; a resume takes last.pt's weights over them."""
+    train(config(tmp_path, "given", epochs=2, seed=5), Blobs(16), progress=False)
+    given = tmp_path / "given" / "last.pt"
+    fresh = build_model(load_checkpoint(given))
+    for p in fresh.parameters():
+        p.data.uniform_(-1, 1)  # far from anything a seed draws
+    torch.save({**load_checkpoint(given), "model": fresh.state_dict()}, tmp_path / "far.pt")
+    tuned = config(tmp_path, "tuned", epochs=1, lr=1e-12, scheduler="none", init=str(tmp_path / "far.pt"))
+    train(tuned, Blobs(16), progress=False)
+    kept = weights(tmp_path / "tuned" / "last.pt")
+    for name, value in fresh.named_parameters():
+        assert torch.allclose(kept[name], value, atol=1e-6), name
+    train(config(tmp_path, "random", epochs=1, lr=1e-12, scheduler="none"), Blobs(16), progress=False)
+    assert not torch.allclose(weights(tmp_path / "random" / "last.pt")["layers.0.synapse.op.weight"], kept["layers.0.synapse.op.weight"],
+                              atol=1e-3)
+    resumed = train(replace(tuned, epochs=2, init=str(given)), Blobs(16), progress=False, resume=True)
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    assert torch.allclose(weights(tmp_path / "tuned" / "last.pt")["layers.0.synapse.op.weight"], kept["layers.0.synapse.op.weight"],
+                          atol=1e-6)  # last.pt's weights went on, not --init's
+    with pytest.raises(ValueError, match="another model: num_classes: checkpoint has 3, expected 4"):
+        train(config(tmp_path, "other", num_classes=4, init=str(given)), Blobs(16), progress=False)
+
+
 def test_cli_trains_on_a_synthetic_gesture_set(tmp_path):
     """End to end: synthetic set in the real layout -> masnn train -> checkpoints and metrics."""
     import csv

@@ -64,6 +64,10 @@ def train_command(
                                         "(gesture-cpu-sim2real's 0.995; 0 in the others).", show_default=False),
     seed: Optional[int] = typer.Option(None, min=0, help="Seed of weights, crops and batches. Default: 0.", show_default=False),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
+    init: Optional[str] = typer.Option(None, metavar="WEIGHTS",
+                                       help="Fine-tune: start from these weights (a run's checkpoint, an exported "
+                                       "model or a shipped model's name) of the same network and classes, instead of "
+                                       "random ones. Default: random.", show_default=False),
     resume: bool = typer.Option(False, help="Continue from OUT/last.pt.", show_default=True),
     paper_test_selection: bool = typer.Option(False, help="Also score the test split every epoch and keep the best "
                                               "epoch on it (best_test.pt): the paper's optimistic selection, for comparison.",
@@ -87,6 +91,8 @@ def train_command(
         preset, line = device_preset(dataset, torch_device(device).type)
         console.print(line, soft_wrap=True)  # one line, never wrapped
     cfg = _load_config(config, overrides, preset)
+    if init is not None:
+        cfg.init = _initial_weights(init, cfg)
     framing = framing_config(cfg.framing, cfg.T)
     spec = find_dataset(dataset)
     train_samples, val_samples = spec.validation_split(spec.samples(data, "train"))
@@ -224,6 +230,18 @@ def ablate_command(
         table.add_row(r["attention"], f"{100 * r['vote']:.2f} ± {100 * r['vote_std']:.2f}", f"{100 * r['single']:.2f} ± {100 * r['single_std']:.2f}",
                       f"{r['nasar']:.3f} ± {r['nasar_std']:.3f}", f"{r['spikes']:,.0f}", f"{r['ree']:.2f}x")
     console.print(table)
+
+
+def _initial_weights(spec: str, cfg) -> str:
+    """The checkpoint --init names, checked before any data is read: readable, and for the network and classes
+    the config builds."""
+    from masnn.checkpoint import load_checkpoint
+    from masnn.shipped import resolve_weights
+
+    path = resolve_weights(spec)
+    with reading(path):
+        load_checkpoint(path, expect=cfg.model_args())
+    return str(path)
 
 
 def _load_config(path: Optional[Path], overrides: dict, preset: Optional[str]):

@@ -44,6 +44,10 @@ class TrainConfig:
     # epoch-to-epoch swings of a synthetic-trained model's answers on real recordings, which no synthetic
     # validation split sees.
     ema: float = 0.0
+    # the weights a fine-tuning run starts from (a run's checkpoint or an exported model of the same network and
+    # classes); "" starts from the seeded random weights. Only the weights carry over: the optimizer, schedule and
+    # data order start afresh, as this config says.
+    init: str = ""
     # optimisation
     epochs: int = 300
     batch_size: int = 128  # global: split over ranks when distributed
