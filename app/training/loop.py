@@ -410,12 +410,13 @@ def _train(config, train_set, val_set, paper_test_set, progress, resume, device,
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)  # checkpoints a killed run was writing; a live run's are kept
     model, optimizer, scheduler = _build(config, device, world)
-    if config.init:  # a resume from last.pt replaces these weights with its own
-        model.load_state_dict(load_checkpoint(config.init, expect=config.model_args(), map_location=device)["model"])
     averaged = _averaged(config, model)
     scored = model if averaged is None else averaged.module  # what validation scores and checkpoints call the model
     start, history, best = (_resume(out, config, device, model, optimizer, scheduler, averaged, rank) if resume
                             else (0, [], None))
+    if config.init and start == 0:  # a fresh run; a resumed one goes on from last.pt's weights
+        # the average copies the weights at its first update, so it starts from these too
+        model.load_state_dict(load_checkpoint(config.init, expect=config.model_args(), map_location=device)["model"])
     net = model if world == 1 else nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     loader = _loader(config, train_set, device, rank, world)
