@@ -359,6 +359,16 @@ def slim_checkpoint(ckpt: dict, half: bool = True) -> dict:
                        ckpt.get("data", {}))
 
 
+def with_denoise(ckpt: dict, denoise_us: int | None) -> dict:
+    """``ckpt`` with a background-activity filter of ``denoise_us`` (None: off) in its framing: every command that
+    frames input for it (classify, live, calibrate, evaluate) filters first. The weights are untouched: whether a
+    model trained without the filter gains from it is for its calibration and evaluation to show."""
+    config = dict(ckpt.get("config") or {})
+    framing = framing_table(config.get("framing") or {})  # its older spelling (denoise_ms) read first
+    config["framing"] = framing_table({**framing, "denoise_us": denoise_us})
+    return {**ckpt, "config": config}
+
+
 def model_checkpoint(model: nn.Module, config: dict) -> dict:
     """A loadable checkpoint of ``model`` as trained with ``config`` (no training state)."""
     return checkpoint_dict(model.model_args, model.state_dict(), config)

@@ -108,3 +108,26 @@ def test_every_weights_argument_takes_a_name_or_a_path(tmp_path, monkeypatch, ca
         assert ended.value.code == 0, capsys.readouterr().err
     assert seen == [(WEIGHTS / "gesture-tcsa.pt", WEIGHTS / "gesture-vanilla.pt"), WEIGHTS / "gait-tcsa.pt"]
     assert (tmp_path / "slim.pt").stat().st_size > 1_000_000 and (tmp_path / "slim2.pt").stat().st_size > 1_000_000
+
+
+def test_export_puts_a_background_activity_filter_in_front_of_the_model(tmp_path):
+    """--denoise MS sets the exported model's framing (what classify, live, evaluate and calibrate frame with) and
+    leaves the weights as they were; --denoise 0 takes it out again."""
+    import torch
+
+    from masnn.checkpoint import checkpoint_framing
+    from masnn.classify import Classifier
+
+    filtered, plain = tmp_path / "filtered.pt", tmp_path / "plain.pt"
+    assert masnn("export", "gesture-vanilla", filtered, "--denoise", "10").returncode == 0
+    assert masnn("export", filtered, plain, "--denoise", "0").returncode == 0
+    source = torch.load(WEIGHTS / "gesture-vanilla.pt", weights_only=True)
+    for path, expected in ((filtered, 10_000), (plain, None)):
+        exported = torch.load(path, weights_only=True)
+        assert Classifier.load(path, "cpu").framing.denoise_us == expected
+        framing = checkpoint_framing(exported)
+        assert (framing.dt_us, framing.n_frames, framing.size, framing.mode) == (45_000, 20, 32, "crop")
+        assert exported["model"].keys() == source["model"].keys()
+        assert all(torch.equal(exported["model"][k], source["model"][k]) for k in source["model"])
+    refused = masnn("export", "gesture-vanilla", tmp_path / "x.pt", "--denoise", "-1")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr and not (tmp_path / "x.pt").exists()

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 import masnn.cli.checks as checks
+from masnn.cli.checks import finite
 from masnn.cli.choices import (
     BOTH_WAYS_HELP,
     DEVICE_METAVAR,
@@ -123,14 +124,20 @@ def export_command(
     checkpoint: str = typer.Argument(..., help="A checkpoint written by masnn train (best.pt), or a shipped model's name."),
     out: Path = typer.Argument(..., help="The slim checkpoint to write (e.g. weights/NAME.pt)."),
     half: bool = typer.Option(True, help="Store weights as float16 (half the size; they load back as float32).", show_default=True),
+    denoise: Optional[float] = typer.Option(None, min=0, max=10_000, callback=finite,
+                                            help="Background-activity filter time in ms put in front of the model (its "
+                                                 "framing, which classify, live, evaluate and calibrate read; 0: off). "
+                                                 "Default: as trained.", show_default=False),
 ):
     """A checkpoint for shipping: model, arguments, config and history; no optimizer or RNG state."""
-    from masnn.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+    from masnn.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint, with_denoise
     from masnn.shipped import resolve_weights
 
     checkpoint = resolve_weights(checkpoint)
     with reading(checkpoint):
         slim = slim_checkpoint(load_checkpoint(checkpoint), half)
+    if denoise is not None:
+        slim = with_denoise(slim, int(round(denoise * 1000)) or None)
     save_checkpoint(slim, out)
     console.print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
