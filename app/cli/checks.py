@@ -22,6 +22,11 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+def denoise_us(milliseconds: float) -> int | None:
+    """A --denoise value (ms, 0: off) as the framing's ``denoise_us`` (None: off)."""
+    return int(round(milliseconds * 1000)) or None
+
+
 def positive(value: float | None) -> float | None:
     """A finite number above 0, for rates and learning rates (a minimum shown in --help would be arbitrary)."""
     if value is not None and not (math.isfinite(value) and value > 0):

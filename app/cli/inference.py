@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import masnn.cli.checks as checks
-from masnn.cli.checks import MS_MIN, finite
+from masnn.cli.checks import MS_MIN, denoise_us, finite
 from masnn.cli.choices import (
     BOTH_WAYS_HELP,
     DEVICE_METAVAR,
@@ -273,7 +273,7 @@ def frames(
         n_frames=model.n_frames if n_frames is None else n_frames or None,
         size=model.size if size is None else size or None,
         mode=model.mode if mode is None else mode,
-        denoise_us=model.denoise_us if denoise is None else int(round(denoise * 1000)) or None)
+        denoise_us=model.denoise_us if denoise is None else denoise_us(denoise))
     with reading(path):
         _check_frames_fit(path, config)
         stack = frame_recording(path, config, start_us=_seconds_to_us(start))

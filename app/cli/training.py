@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 import masnn.cli.checks as checks
-from masnn.cli.checks import finite
+from masnn.cli.checks import denoise_us, finite
 from masnn.cli.choices import (
     BOTH_WAYS_HELP,
     DEVICE_METAVAR,
@@ -137,7 +137,7 @@ def export_command(
     with reading(checkpoint):
         slim = slim_checkpoint(load_checkpoint(checkpoint), half)
     if denoise is not None:
-        slim = with_denoise(slim, int(round(denoise * 1000)) or None)
+        slim = with_denoise(slim, denoise_us(denoise))
     save_checkpoint(slim, out)
     console.print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
