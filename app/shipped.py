@@ -46,8 +46,8 @@ def _task(class_names: list[str]) -> str:
 
 
 def model_summary(path: str | Path, name: str | None = None) -> dict:
-    """What a checkpoint is for: task (gesture, gait or other), classes, framing (T x dt = window, size, mode),
-    attention, file size and card (the .md beside it, None if there is none)."""
+    """What a checkpoint is for: task (gesture, gait or other), classes, framing (T x dt = window, size, mode,
+    background-activity filter: None is off), attention, file size and card (the .md beside it, None if there is none)."""
     path = Path(path)
     ckpt = load_checkpoint(path)
     args, config = ckpt["model_args"], ckpt.get("config") or {}
@@ -57,7 +57,7 @@ def model_summary(path: str | Path, name: str | None = None) -> dict:
     return {"name": name or path.stem, "task": _task(names), "model": args["name"],
             "attention": args.get("attention") or "none", "classes": args["num_classes"], "class_names": names,
             "framing": {"T": framing.n_frames, "dt_us": framing.dt_us, "window_us": framing.window_us,
-                        "size": framing.size, "mode": framing.mode},
+                        "size": framing.size, "mode": framing.mode, "denoise_us": framing.denoise_us},
             "file": str(path), "bytes": path.stat().st_size, "card": str(card) if card.is_file() else None}
 
 

@@ -1,6 +1,6 @@
 """Finding and using the shipped models: `masnn models --shipped` (and `masnn info`) list every weights/*.pt with
-the task, classes and framing its card states; every command that takes weights takes a shipped name or a path;
-an unknown name is one line naming those that exist."""
+the task, classes and framing (its input filter too) its card states; every command that takes weights takes a
+shipped name or a path; an unknown name is one line naming those that exist."""
 from __future__ import annotations
 
 import json
@@ -48,6 +48,8 @@ def test_models_shipped_lists_every_model_as_its_card_states():
         framing = model["framing"]
         assert (framing["T"], framing["dt_us"], framing["size"]) == (steps, round(dt_ms * 1000), side)
         assert framing["window_us"] == steps * round(dt_ms * 1000)
+        filtered = re.search(r"background-activity filter of ([\d.]+) ms", card)  # stated iff the model filters
+        assert framing["denoise_us"] == (round(float(filtered[1]) * 1000) if filtered else None), name
         assert model["attention"] == ("none" if name.endswith("vanilla") else "TCS")
         assert model["bytes"] == (WEIGHTS / f"{name}.pt").stat().st_size
     table = masnn("models", "--shipped")

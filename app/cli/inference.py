@@ -60,10 +60,11 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead 
 
 
 def _framing_text(framing: dict) -> str:
-    """T x dt = window, size, mode: `20 x 45 ms = 0.9 s, 32x32 crop`."""
+    """T x dt = window, size, mode (and the filter): `20 x 45 ms = 0.9 s, 32x32 crop, denoise 10 ms`."""
     size = f"{framing['size']}x{framing['size']}" if framing.get("size") else "sensor size"
+    denoise = f", denoise {framing['denoise_us'] / 1000:g} ms" if framing.get("denoise_us") else ""
     return (f"{framing['T']} x {framing['dt_us'] / 1000:g} ms = {framing['window_us'] / 1e6:g} s, {size} "
-            f"{framing.get('mode', 'crop')}")
+            f"{framing.get('mode', 'crop')}{denoise}")
 
 
 def _class_list(names: list[str], count: int, shown: int = 3) -> str:
