@@ -38,12 +38,14 @@ def model_block(weights: Path, sha256: str, checkpoint: dict, report: dict) -> s
     steps, dt_ms = _window(report)
     size = report["framing"]["size"]
     attention = parse_attention(args["attention"]) or "none (vanilla SNN)"
+    denoise_us = report["framing"].get("denoise_us")
+    filter_line = [f"Input filtered first: a background-activity filter of {denoise_us / 1000:g} ms (an event is kept "
+                   "when a neighbouring pixel fired within that time before it), in every command that frames input "
+                   "for it."] if denoise_us else []
     return "\n".join([
         f"MA-SNN `{args['name']}`, attention **{attention}**, placement `{args['placement']}`, {args['num_classes']} classes, "
         f"input 2 x {size} x {size}, T = {steps} frames of dt = {dt_ms:g} ms (a {steps * dt_ms / 1000:g} s window).",
-        *([f"Input filtered first: a background-activity filter of {denoise_us / 1000:g} ms (an event is kept when a "
-           "neighbouring pixel fired within that time before it), in every command that frames input for it."]
-          if (denoise_us := report["framing"].get("denoise_us")) else []),
+        *filter_line,
         "",
         f"- file: `{weights.name}`, {weights.stat().st_size / 1e6:.1f} MB{storage}, sha256 `{sha256}`",
         f"- parameters: {bench['parameter_count']:,}; neurons: {bench['neurons']:,}",
