@@ -171,6 +171,60 @@ def test_threshold_mismatch_is_drawn_per_pixel():
     assert (exact.theta_off == 0.3).all()
 
 
+def test_spread_references_fire_the_share_of_pixels_within_reach_of_a_threshold():
+    # each reference starts uniformly between -theta_off and +theta_on of its level, so a rise of delta fires
+    # the pixels that sat within delta of their ON threshold: delta / (theta_on + theta_off) of them
+    theta_on, theta_off, delta, eps = 0.2, 0.3, 0.05, 0.01
+    params = PixelParams(**IDEAL, threshold_on=theta_on, threshold_off=theta_off, log_eps=eps, reference_spread=1.0)
+    before = np.full((64, 64), 0.5, np.float32)
+    after = ((before + eps) * np.exp(delta) - eps).astype(np.float32)
+    assert len(run_frames([before, before, before], params=params)[0]) == 0  # no change, no event
+    events, _ = run_frames([before, after], params=params, rng=4)
+    share = delta / (theta_on + theta_off)
+    assert (events["p"] == 1).all()
+    assert abs(len(events) - share * before.size) < 4 * math.sqrt(share * (1 - share) * before.size)
+    assert len(np.unique(events["y"].astype(np.int64) * 64 + events["x"])) == len(events)  # one each
+    # all on rest: the same rise fires nobody
+    assert len(run_frames([before, after], params=replace(params, reference_spread=0.0))[0]) == 0
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.5])
+def test_bandwidth_mismatch_spreads_the_latency_of_a_step_log_normally(sigma):
+    # after a step of D (log units) held from t = 0, a pixel's low-pass level is D (1 - exp(-2 pi f t)): its first
+    # event comes at t = -ln(1 - theta / D) / (2 pi f), so ln(latency) = const - ln(bandwidth factor)
+    params = PixelParams(**NO_NOISE, threshold_on=0.2, threshold_mismatch=0.0, refractory_us=0, cutoff_hz=100.0,
+                         cutoff_floor_hz=1e-3, log_eps=1e-6, cutoff_mismatch=sigma)
+    dark = np.ones((32, 32), np.float32)
+    events, _ = run_frames([dark] + [dark * np.float32(math.e)] * 600, dt=5, params=params)
+    pixel = events["y"].astype(np.int64) * 32 + events["x"]
+    first = np.full(dark.size, np.iinfo(np.int64).max)
+    np.minimum.at(first, pixel, events["t"])
+    assert (first < 3000).all()  # every pixel fired
+    expected = -math.log(1 - 0.2) / (2 * math.pi * 100.0 * math.e) * 1e6  # microseconds, factor 1
+    if sigma == 0:
+        assert np.abs(first - expected).max() <= 3  # frame interpolation and rounding
+    else:
+        assert abs(np.log(first).std() - sigma) < 0.05
+        assert abs(np.median(np.log(first)) - math.log(expected)) < 0.1
+
+
+def test_readout_repeats_copy_a_share_of_events_a_few_microseconds_later():
+    frames, _ = bar_frames(80)
+    base, _ = run_frames(frames, params=PixelParams(**NO_NOISE), rng=5)
+    repeated, _ = run_frames(frames, params=PixelParams(**NO_NOISE, repeat_fraction=0.25), rng=5)
+    assert (np.diff(repeated["t"]) >= 0).all()
+    extra = len(repeated) - len(base)
+    assert abs(extra - 0.25 * len(base)) < 4 * math.sqrt(0.25 * 0.75 * len(base))
+    # every original event is there, and every other one copies an original's pixel and polarity 0-4 us later
+    rows = lambda e: list(zip(e["x"].tolist(), e["y"].tolist(), e["p"].tolist(), e["t"].tolist()))
+    left = list(rows(repeated))
+    for row in rows(base):
+        left.remove(row)
+    originals = set(rows(base))
+    for x, y, p, t in left:
+        assert any((x, y, p, t - d) in originals for d in range(5))
+
+
 # --- refractory period ----------------------------------------------------------------------------------
 
 def test_refractory_drops_events_but_moves_the_reference():

@@ -10,7 +10,12 @@ Per pixel, at every frame:
   reference + k * theta_on (reference - k * theta_off) makes k ON (OFF) events, and the reference moves
   by k thresholds. Between two frames the filtered level is taken as linear in time, so each crossing gets
   its own timestamp, rounded to the microsecond and kept inside (t_prev, t]: a ramp gives evenly spaced
-  events, not bursts at frame times. Thresholds are drawn once per pixel (fixed-pattern mismatch);
+  events, not bursts at frame times. Thresholds are drawn once per pixel (fixed-pattern mismatch), and so
+  is each pixel's bandwidth factor (cutoff_mismatch: a log-normal spread, so neighbours that see the same
+  edge fire at different times, as a real array's do);
+- at the start each pixel's reference may sit anywhere between its thresholds (reference_spread): a real
+  camera has been running before a recording begins, so a faint change fires the share of pixels that
+  happened to be near a threshold (scattered single events) rather than all or none of them;
 - refractory period: an event closer than refractory_us to the pixel's previous *emitted* event is
   dropped, while the reference still moves as if it had fired (as v2e). The pixel's change is not lost,
   it just makes fewer events, as a real pixel held in reset does;
@@ -21,14 +26,18 @@ Per pixel, at every frame:
   either polarity; a fixed random set of hot pixels at hot_pixel_rate_hz, either polarity. Noise events
   are Poisson (drawn ahead in 100 ms batches: a count per source, uniform times), obey the refractory
   period like any event, and do not move the reference (they are spurious resets the readout sees, not
-  a change of light).
+  a change of light);
+- readout repeats: a share repeat_fraction of the events is reported twice, 0-4 us apart (same pixel and
+  polarity), as a DVS128's readout does for about one event in eight.
 
 Everything per pixel is vectorised: numpy computes the transcendental functions (its SIMD log/exp are
 several times faster than numba's scalar ones), one compiled pass integrates the filter and finds the
 pixels that crossed a threshold, a second makes their events, merges the noise, sorts by time (stable:
 signal events in raster order, then BA, hot, shot noise) and applies the refractory period.
 Deterministic for a given seed and sequence of frame times: the random draws happen in a fixed order
-(thresholds, hot pixels at construction; then each noise batch's counts, pixels, times, polarities).
+(thresholds, hot pixels, BA spread, bandwidth factors, references at construction; then each noise
+batch's counts, pixels, times, polarities, and each step's repeats). The bandwidth factors, references and
+repeats draw nothing when their parameter is 0, so turning one of them off leaves every other draw as it was.
 """
 from __future__ import annotations
 
@@ -58,6 +67,9 @@ class PixelParams:
     refractory_us: int = 100  # microseconds; events closer than this to the pixel's previous one are dropped
     cutoff_hz: float = 300.0  # Hz, photoreceptor -3 dB bandwidth at intensity 1.0, proportional to intensity; math.inf: no filter
     cutoff_floor_hz: float = 10.0  # Hz, the bandwidth never falls below this (dark pixels still settle, in ~16 ms)
+    cutoff_mismatch: float = 0.0  # per-pixel std of ln(bandwidth factor), drawn once (fixed pattern)
+    reference_spread: float = 0.0  # 0-1: start references this share of the way to a uniform draw between the thresholds
+    repeat_fraction: float = 0.0  # share of events the readout reports twice, 0-4 us apart
     background_rate_hz: float = 0.1  # BA (leak) noise events per pixel per second, the array's mean
     # sigma of the log of each pixel's BA rate, drawn once: 0 gives every pixel the same rate. Real arrays are
     # leaky in a minority of pixels: a DVS128's background fires in ~10 % of its pixels over 1.5 s, about two
@@ -73,12 +85,12 @@ class PixelParams:
         for name in ("threshold_on", "threshold_off", "cutoff_hz", "cutoff_floor_hz", "log_eps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("threshold_mismatch", "refractory_us", "background_rate_hz", "background_spread", "shot_noise_rate_hz",
+        for name in ("threshold_mismatch", "cutoff_mismatch", "refractory_us", "background_rate_hz", "background_spread", "shot_noise_rate_hz",
                      "hot_pixel_rate_hz"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
-        for name in ("background_on_fraction", "hot_pixel_fraction"):
+        for name in ("background_on_fraction", "hot_pixel_fraction", "reference_spread", "repeat_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
@@ -202,8 +214,13 @@ class DvsEmulator:
         if params.background_spread > 0:
             share = np.cumsum(self._rng.lognormal(0.0, params.background_spread, n))
             self._background_cdf = share / share[-1]
+        self._bandwidth = None  # per-pixel factor on the cutoff; None: all 1
+        if params.cutoff_mismatch > 0:
+            self._bandwidth = self._rng.lognormal(0.0, params.cutoff_mismatch, n).astype(np.float32)
         self._lp = self._log(self._flat(first)).astype(np.float64)
         self._ref = self._lp.copy()
+        if params.reference_spread > 0:
+            self._ref -= params.reference_spread * self._rng.uniform(-self._theta_off, self._theta_on)
         self._last_t = np.full(n, NEVER_FIRED, dtype=np.int64)
         # scratch, reused every step
         self._log_i = np.empty(n, dtype=np.float32)
@@ -253,12 +270,15 @@ class DvsEmulator:
         return np.log(out, out=out)
 
     def _filter_decay(self, frame, dt_s):
-        """exp(-2 pi f dt) per pixel, f = max(cutoff_hz * I, cutoff_floor_hz); 0 (no filter) for an infinite cutoff."""
+        """exp(-2 pi f dt) per pixel, f = max(cutoff_hz * I * the pixel's bandwidth factor, cutoff_floor_hz); 0 (no
+        filter) for an infinite cutoff."""
         p = self.params
         if math.isinf(p.cutoff_hz):
             return self._decay  # zeros
         scale = -2 * math.pi * dt_s
         np.multiply(frame, np.float32(scale * p.cutoff_hz), out=self._decay)
+        if self._bandwidth is not None:
+            self._decay *= self._bandwidth
         np.minimum(self._decay, np.float32(scale * p.cutoff_floor_hz), out=self._decay)
         return np.exp(self._decay, out=self._decay)
 
@@ -322,7 +342,16 @@ class DvsEmulator:
         events = _events(self._crossing, self._lp_before, m, self._lp, self._ref, self._theta_on, self._theta_off,
                          self._last_t, self.params.refractory_us, t_prev, dt, self.shape[1],
                          noise_pix, noise_t, noise_p, self._template)
-        return events.view(EVENT_DTYPE)  # numba orders the fields by offset; same layout
+        return self._repeat(events.view(EVENT_DTYPE), t_us)  # numba orders the fields by offset; same layout
+
+    def _repeat(self, events: np.ndarray, t_us: int) -> np.ndarray:
+        """The events with a share repeated 0-4 us later (never after t_us), sorted by time (stable)."""
+        if self.params.repeat_fraction == 0 or len(events) == 0:
+            return events
+        chosen = events[self._rng.random(len(events)) < self.params.repeat_fraction]
+        chosen["t"] = np.minimum(chosen["t"] + self._rng.integers(0, 5, len(chosen)), t_us)
+        merged = np.concatenate((events, chosen))
+        return merged[np.argsort(merged["t"], kind="stable")]
 
     def run(self, frames: Iterable[tuple[int, np.ndarray]]) -> np.ndarray:
         """Steps through (t_us, frame) pairs; all their events, concatenated (sorted by t)."""
