@@ -9,7 +9,11 @@ active_pixel_fraction (pixels with any event), events_per_active_pixel; the movi
 components of the pixels with at least ``region_threshold`` events (10 % of the window's 95th-percentile count of
 its active pixels, at least 2), their count, the largest one's area as a fraction of the frame and its fill (its
 pixels over its bounding box: a filled blob is near 1, an outline low); and activity per image region, the share
-of the window's events in each cell of a 4x4 grid (row-major, top left first).
+of the window's events in each cell of a 4x4 grid (row-major, top left first). Two more come from the window's
+events at the sensor's own resolution and timing (``event_timing``): isolated_fraction, the share a 10 ms
+background-activity filter removes (an event no neighbouring pixel preceded within 10 ms: the scattered events
+real sensors make inside and around moving regions), and repeat_fraction, the share that repeat their pixel's
+previous event within 4 us (a DVS128's readout reports about one event in eight twice).
 
 Real vs synthetic (``cross_validate``): two small classifiers, logistic regression on the statistics and a tiny
 CNN on log-count frames, evaluated leaving one real recording out at a time. Each fold tests on the held-out
@@ -37,7 +41,8 @@ MIN_EVENTS = 50  # windows with fewer events show nothing that moves: left out
 REGION_FRACTION, REGION_MIN = 0.1, 2
 GRID = 4
 SCALARS = ("events_per_s", "on_fraction", "active_pixel_fraction", "events_per_active_pixel",
-           "region_count", "largest_region_area", "largest_region_fill")
+           "region_count", "largest_region_area", "largest_region_fill", "isolated_fraction", "repeat_fraction")
+ISOLATION_US, REPEAT_US = 10_000, 4
 STATS = SCALARS + tuple(f"activity_r{r}c{c}" for r in range(GRID) for c in range(GRID))
 
 
@@ -49,6 +54,21 @@ class Window:
     start_us: int
     counts: np.ndarray
     seconds: float
+    timing: tuple[float, float] = (math.nan, math.nan)  # (isolated_fraction, repeat_fraction), see event_timing
+
+
+def event_timing(events: np.ndarray, sensor_size: tuple[int, int]) -> tuple[float, float]:
+    """(isolated_fraction, repeat_fraction) of time-ordered ``events`` (see the module); NaN without events."""
+    from masnn.datasets.transforms.denoise import DenoiseBackgroundActivity
+
+    if not len(events):
+        return math.nan, math.nan
+    supported = len(DenoiseBackgroundActivity(tuple(sensor_size), ISOLATION_US)(events))
+    pixel = events["y"].astype(np.int64) * sensor_size[0] + events["x"]
+    order = np.argsort(pixel, kind="stable")  # each pixel's events in time order
+    same_pixel = pixel[order][1:] == pixel[order][:-1]
+    repeats = np.count_nonzero(same_pixel & (np.diff(events["t"][order]) <= REPEAT_US))
+    return 1 - supported / len(events), repeats / len(events)
 
 
 def frame_window(events: np.ndarray, sensor_size: tuple[int, int], config: FramingConfig, start: int) -> np.ndarray:
@@ -65,8 +85,9 @@ def region_threshold(total: np.ndarray) -> float:
     return max(REGION_MIN, REGION_FRACTION * float(np.percentile(active, 95))) if active.size else REGION_MIN
 
 
-def window_stats(counts: np.ndarray, seconds: float) -> dict:
-    """The statistics of one window's counts (2, S, S) covering ``seconds`` (see the module)."""
+def window_stats(counts: np.ndarray, seconds: float, timing: tuple[float, float] = (math.nan, math.nan)) -> dict:
+    """The statistics of one window's counts (2, S, S) covering ``seconds``, with its events' ``timing`` (see the
+    module)."""
     import cv2
 
     total = counts.sum(axis=0)  # (S, S)
@@ -87,6 +108,8 @@ def window_stats(counts: np.ndarray, seconds: float) -> dict:
         "largest_region_area": largest[cv2.CC_STAT_AREA] / total.size if largest is not None else 0.0,
         "largest_region_fill": (largest[cv2.CC_STAT_AREA] / (largest[cv2.CC_STAT_WIDTH] * largest[cv2.CC_STAT_HEIGHT])
                                 if largest is not None else math.nan),
+        "isolated_fraction": timing[0],
+        "repeat_fraction": timing[1],
     }
     shares = cells / events if events else np.full(cells.shape, math.nan)
     stats.update({f"activity_r{r}c{c}": shares[r, c] for r in range(GRID) for c in range(GRID)})
@@ -161,7 +184,9 @@ def _framed(path, events: np.ndarray, sensor_size, starts, config: FramingConfig
     for start in map(int, starts):
         counts = frame_window(events, sensor_size, config, start)
         if counts.sum() >= MIN_EVENTS:
-            windows.append(Window(str(path), start, counts, min(config.window_us, end - start) / 1e6))
+            inside = events[np.searchsorted(events["t"], start) : np.searchsorted(events["t"], start + config.window_us)]
+            windows.append(Window(str(path), start, counts, min(config.window_us, end - start) / 1e6,
+                                  event_timing(inside, sensor_size)))
     return windows
 
 
@@ -176,7 +201,7 @@ def real_windows(paths, config: FramingConfig, per_recording: int) -> tuple[list
         starts = t0 + np.round(np.linspace(0, max(0, t1 - t0 - length), n)).astype(np.int64)
         kept = _framed(path, events, info.sensor_size, starts, config)
         windows += kept
-        medians = summarize([window_stats(w.counts, w.seconds) for w in kept])
+        medians = summarize([window_stats(w.counts, w.seconds, w.timing) for w in kept])
         listing.append({"file": str(path), "windows": len(kept), "dropped": n - len(kept), **{k: medians[k][0] for k in SCALARS}})
     return windows, listing
 
@@ -201,7 +226,7 @@ def synthetic_windows(sources: dict, config: FramingConfig, count: int, seed: in
 # ---- the real-vs-synthetic classifiers -----------------------------------------------------------------------
 
 def _features(windows: list[Window]) -> np.ndarray:
-    stats = [window_stats(w.counts, w.seconds) for w in windows]
+    stats = [window_stats(w.counts, w.seconds, w.timing) for w in windows]
     x = np.array([[s[key] for key in STATS] for s in stats], dtype=np.float32).reshape(-1, len(STATS))
     for i, key in enumerate(STATS):
         if key in ("events_per_s", "events_per_active_pixel", "region_count"):
@@ -323,9 +348,9 @@ def realism_report(real_folder, synthetic, config: FramingConfig, per_recording:
     return {
         "framing": config.to_dict(), "window_s": config.window_us / 1e6, "seed": seed,
         "real": {"folder": str(real_folder), "recordings": listing, "windows": len(real),
-                 "stats": summarize([window_stats(w.counts, w.seconds) for w in real])},
+                 "stats": summarize([window_stats(w.counts, w.seconds, w.timing) for w in real])},
         "synthetic": {"path": str(synthetic), "recordings": len(sources), "windows": len(fake),
-                      "stats": summarize([window_stats(w.counts, w.seconds) for w in fake])},
+                      "stats": summarize([window_stats(w.counts, w.seconds, w.timing) for w in fake])},
         "classifier": cross_validate(real, fake, seed),
     }
 
@@ -346,7 +371,8 @@ def report_tables(report: dict) -> list:
     stats.add_column(f"real ({report['real']['windows']})", justify="right")
     stats.add_column(f"synthetic ({report['synthetic']['windows']})", justify="right")
     for key in STATS:
-        percent = key.startswith("activity") or key in ("on_fraction", "active_pixel_fraction", "largest_region_area", "largest_region_fill")
+        percent = key.startswith("activity") or key in ("on_fraction", "active_pixel_fraction", "largest_region_area", "largest_region_fill",
+                                                        "isolated_fraction", "repeat_fraction")
         stats.add_row(key.replace("_", " "), _cell(report["real"]["stats"][key], percent), _cell(report["synthetic"]["stats"][key], percent))
     folds = Table(title="real vs synthetic, leave one real recording out: balanced accuracy (50% = indistinguishable)")
     for name in ("held-out real recording", "windows", *MODELS):

@@ -14,7 +14,7 @@ from real_data import REAL_DATA
 from masnn.datasets.events import make_events
 from masnn.datasets.io.writers import write_aedat31, write_npz
 from masnn.datasets.transforms.pipeline import FramingConfig
-from masnn.realism import Window, cross_validate, frame_window, real_recordings, real_windows, window_stats
+from masnn.realism import Window, cross_validate, event_timing, frame_window, real_recordings, real_windows, window_stats
 
 CONFIG = FramingConfig(dt_us=45_000, n_frames=20, size=32, mode="crop")  # the shipped model's 0.9 s windows
 
@@ -48,6 +48,29 @@ def test_window_statistics_match_hand_computed_values():
     expected = np.zeros((4, 4))
     expected[1, 1], expected[0, 0], expected[3, 0] = 12 / 16, 3 / 16, 1 / 16
     np.testing.assert_allclose(grid, expected)
+
+
+def test_event_timing_matches_a_plain_loop():
+    rng = np.random.default_rng(5)
+    n = 400
+    x, y = rng.integers(0, 12, n), rng.integers(0, 9, n)
+    t = np.sort(rng.integers(0, 200_000, n))
+    copies = rng.choice(n, 40, replace=False)  # readout-style repeats 0-4 us after their original
+    events = make_events(np.r_[x, x[copies]], np.r_[y, y[copies]], np.r_[t, t[copies] + rng.integers(0, 5, 40)],
+                         np.r_[rng.integers(0, 2, n), np.zeros(40, int)])
+    events = events[np.argsort(events["t"], kind="stable")]
+    isolated = repeated = 0
+    for i, e in enumerate(events):
+        before = events[:i]
+        near = (np.abs(before["x"].astype(int) - e["x"]) <= 1) & (np.abs(before["y"].astype(int) - e["y"]) <= 1)
+        near &= ~((before["x"] == e["x"]) & (before["y"] == e["y"]))
+        isolated += not np.any(near & (e["t"] - before["t"] < 10_000))
+        own = before[(before["x"] == e["x"]) & (before["y"] == e["y"])]
+        repeated += len(own) > 0 and e["t"] - own["t"][-1] <= 4
+    got = event_timing(events, (12, 9))
+    assert got == pytest.approx((isolated / len(events), repeated / len(events)))
+    assert 0.1 < got[0] < 0.9 and got[1] >= 40 / len(events) - 0.01  # both sides of the filter; the planted repeats
+    assert all(np.isnan(v) for v in event_timing(events[:0], (12, 9)))
 
 
 def test_other_sensors_are_cropped_and_pooled_as_the_classifier_maps_them():
