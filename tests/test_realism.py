@@ -14,7 +14,15 @@ from real_data import REAL_DATA
 from masnn.datasets.events import make_events
 from masnn.datasets.io.writers import write_aedat31, write_npz
 from masnn.datasets.transforms.pipeline import FramingConfig
-from masnn.realism import Window, cross_validate, event_timing, frame_window, real_recordings, real_windows, window_stats
+from masnn.realism import (
+    Window,
+    cross_validate,
+    event_timing,
+    frame_window,
+    real_recordings,
+    real_windows,
+    window_stats,
+)
 
 CONFIG = FramingConfig(dt_us=45_000, n_frames=20, size=32, mode="crop")  # the shipped model's 0.9 s windows
 
