@@ -4,13 +4,14 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 
 from masnn.datasets.events import EVENT_DTYPE
 from masnn.datasets.io.readers import read_events
 from masnn.datasets.loaders.table import GESTURE_CLASSES
-from masnn.datasets.synth.emulator import PixelParams
+from masnn.datasets.synth.emulator import DvsEmulator, PixelParams
 from masnn.datasets.synth.generator import (
     GESTURE_PRESETS,
     gait_recording,
@@ -18,6 +19,7 @@ from masnn.datasets.synth.generator import (
     random_scene,
     simulate,
     split_users,
+    veiling_glare,
     walker_placement,
     write_gait_dataset,
     write_gesture_dataset,
@@ -457,3 +459,45 @@ def test_still_and_fidget_scale_the_idle_motion_eased_in_and_out():
     assert fidget.offset(1.0) == (0.0, 0.0)
     assert fidget.idle_gain(0.0) == fidget.idle_gain(2.0) == 1.0 and fidget.idle_gain(1.0) == 4.0
     assert Interlude("still", 2.0, 0.2).idle_gain(1.0) == pytest.approx(0.2)
+
+
+def test_veiling_glare_spreads_its_share_of_each_pixels_light_as_a_gaussian():
+    point = np.zeros((65, 65), np.float32)
+    point[32, 32] = 1.0
+    share, sigma = 0.2, 4.0
+    offsets = np.arange(-16, 17)
+    kernel = np.exp(-(offsets**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    expected = share * np.outer(kernel, kernel)
+    expected[16, 16] += 1 - share
+    out = veiling_glare(point, share, sigma)
+    np.testing.assert_allclose(out[16:49, 16:49], expected, atol=1e-6)
+    assert abs(out.sum() - 1.0) < 1e-4  # light is moved, not made
+    flat = np.full((20, 30), 0.4, np.float32)
+    np.testing.assert_allclose(veiling_glare(flat, 0.3, 5.0), flat, rtol=1e-6)
+    assert veiling_glare(point, 0.0, sigma) is point
+
+
+def test_glare_fires_pixels_around_a_moving_object_and_none_without_it():
+    # a bright square crossing a dim field: through glare its halo changes the light a few pixels around its
+    # path, which fires the pixels that sat near a threshold there
+    def frames(glare):
+        out = []
+        for k in range(60):
+            image = np.full((48, 64), 0.2, np.float32)
+            image[20:28, 8 + k // 2 : 16 + k // 2] = 1.0
+            out.append(veiling_glare(image, glare, 5.0))
+        return out
+
+    path = np.zeros((48, 64), bool)
+    path[20:28, 8:46] = True
+    near = cv2.dilate(path.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)  # within 4 px
+    params = PixelParams(background_rate_hz=0.0, hot_pixel_fraction=0.0, shot_noise_rate_hz=0.0, reference_spread=1.0)
+
+    def away(glare):
+        emulator = DvsEmulator(frames(glare)[0], 0, params, rng=3)
+        events = emulator.run((1000 * k, f) for k, f in enumerate(frames(glare)[1:], start=1))
+        return int((~near[events["y"], events["x"]]).sum())
+
+    assert away(0.0) == 0
+    assert away(0.3) > 20

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 
 from masnn.datasets.events import EVENT_DTYPE
@@ -100,6 +101,11 @@ class Scene:
     shake_px: float  # standard deviation of the camera's slow wobble, pixels
     flicker_phase: float
     seed: int
+    # the lens's veiling glare: this share of each pixel's light comes from a blur of the image over glare_px
+    # (pixels). A moving arm then changes the light faintly for a dozen pixels around it, which fires the
+    # pixels near a threshold there: the scattered events real recordings show around moving limbs
+    glare: float = 0.0
+    glare_px: float = 6.0
 
 
 def random_scene(sensor_size, lighting_name: str, rng: np.random.Generator, body: Body | None = None,
@@ -130,7 +136,18 @@ def random_scene(sensor_size, lighting_name: str, rng: np.random.Generator, body
         shake_px=rng.uniform(0.02, 0.25),
         flicker_phase=rng.uniform(0, 2 * np.pi),
         seed=int(rng.integers(1 << 31)),
+        glare=rng.uniform(0.0, 0.3),
+        glare_px=side * rng.uniform(0.03, 0.08),
     )
+
+
+def veiling_glare(image: np.ndarray, share: float, sigma_px: float) -> np.ndarray:
+    """``image`` through a lens that spreads ``share`` of every pixel's light over a Gaussian of ``sigma_px``
+    pixels around it (light leaving the view is mirrored back in, so a uniform image is unchanged)."""
+    if share <= 0:
+        return image
+    halo = cv2.GaussianBlur(image, (0, 0), sigma_px, borderType=cv2.BORDER_REFLECT)
+    return (1 - np.float32(share)) * image + np.float32(share) * halo
 
 
 PoseAt = Callable[[float], tuple[dict, Placement, str | None]]
@@ -156,6 +173,7 @@ def simulate(scene: Scene, pose_at: PoseAt, duration: float, t0_us: int, params:
         # the whole view moves with the camera: background and figure alike
         moved = placement.moved(*shake)
         image = render(background.shifted(*shake), joints, moved, scene.look, hidden)
+        image = veiling_glare(image, scene.glare, scene.glare_px)
         return image * np.float32(scene.lighting.gain(t, scene.flicker_phase))
 
     emulator = DvsEmulator(frame(0), t0_us, params, rng=np.random.default_rng(scene.seed + 1))
@@ -175,15 +193,17 @@ def simulate(scene: Scene, pose_at: PoseAt, duration: float, t0_us: int, params:
 def random_pixel_params(rng: np.random.Generator) -> PixelParams:
     """One camera's pixel parameters, drawn over the range DVS128 recordings show (bias settings differ between
     cameras and sessions): contrast thresholds and their ON/OFF balance, mismatch, refractory period, the
-    photoreceptor's bandwidth, and the noise of the array."""
+    photoreceptor's bandwidth and its spread over the array, where the references start, readout repeats, and
+    the noise of the array."""
     threshold = rng.uniform(0.1, 0.25)
     balance = rng.uniform(0.85, 1.18)  # ON / OFF threshold ratio
     return PixelParams(
         threshold_on=threshold * np.sqrt(balance), threshold_off=threshold / np.sqrt(balance),
         threshold_mismatch=rng.uniform(0.015, 0.06), refractory_us=int(rng.uniform(50, 800)),
-        cutoff_hz=rng.uniform(120.0, 800.0), background_rate_hz=rng.uniform(0.02, 0.15),
+        cutoff_hz=float(np.exp(rng.uniform(np.log(40.0), np.log(600.0)))), background_rate_hz=rng.uniform(0.02, 0.15),
         background_on_fraction=rng.uniform(0.5, 0.8), shot_noise_rate_hz=rng.uniform(0.01, 0.08),
         hot_pixel_fraction=rng.uniform(0.0, 5e-4), background_spread=rng.uniform(1.0, 2.0),
+        cutoff_mismatch=rng.uniform(0.2, 0.7), reference_spread=1.0, repeat_fraction=rng.uniform(0.05, 0.2),
     )
 
 
