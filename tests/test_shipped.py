@@ -60,12 +60,11 @@ def test_gesture_model_recognises_new_generated_clips_of_each_class(tmp_path):
 
 
 # real DVS128 Gesture test-subject clips (the real-data folder's dvsgesture_bs2/); never trained on. The shipped
-# default names the hand clap and the air drums; the one it does not name yet is an expected failure (strict: naming
-# it fails the mark, so the card and these lines get updated together)
+# default names all three (the arm circle 0.02 over its threshold); a clip it stops naming belongs in NOT_YET as an
+# expected failure (strict: naming it again fails the mark, so the card and these lines get updated together)
 REAL_CLIPS = {"class01_hand_clap.bs2": "hand clap", "class04_right_arm_clockwise.bs2": "right arm clockwise",
               "class09_air_drums.bs2": "air drums"}
-NOT_YET = {"class04_right_arm_clockwise.bs2": "uncertain: right arm clockwise first at 0.35 (both ways; one way 0.29, "
-                                              "tied with counter-clockwise), under the 0.354 threshold"}
+NOT_YET: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=NOT_YET[n], strict=True)) if n in NOT_YET
