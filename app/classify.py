@@ -33,6 +33,7 @@ from masnn.checkpoint import (
     is_number,
     load_checkpoint,
 )
+from masnn.datasets.events import EventFileError
 from masnn.datasets.io.readers import open_recording
 from masnn.datasets.io.recording import first_event_time
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
@@ -333,7 +334,7 @@ def classify_recording(path: str | Path, classifier: Classifier, options: Classi
                 progress(entry["end_s"])
     if not windows:
         within = "" if options.start_s is None and options.end_s is None else f" from {options.start_s or 0:g} s to {'the end' if options.end_s is None else f'{options.end_s:g} s'}"
-        raise ValueError(f"{path}: no events to classify{within}")
+        raise EventFileError(path, f"no events to classify{within}")  # a damaged file's one line names the damage
     if info.time_range is not None:
         duration_s = (info.time_range[1] - info.time_range[0]) / 1e6
     else:  # measured: the first event to the last (read to the end unless --end stopped short)

@@ -120,9 +120,15 @@ def capture_stream(events_path, speed: float = 50.0) -> bytes:
     return b"".join(chunks)
 
 
+def first_packet_at(stream: bytes) -> int:
+    """Where a captured stream's first packet starts: after its length-prefixed IOHeader (read from the front
+    alone, so it holds for a stream damaged further on)."""
+    return 4 + struct.unpack_from("<i", stream)[0]
+
+
 def packet_spans(stream: bytes) -> list[tuple[int, int]]:
     """(start, end) of each packet (its 8-byte header, then its body) in a captured stream."""
-    position, spans = 4 + struct.unpack_from("<i", stream)[0], []
+    position, spans = first_packet_at(stream), []
     while position < len(stream):
         end = position + 8 + struct.unpack_from("<i", stream, position + 4)[0]
         spans.append((position, end))

@@ -250,16 +250,21 @@ def test_frames_default_to_the_default_models_framing_and_follow_weights(tmp_pat
     path, _ = aedat31_file
     assert _masnn_frames(path, "-o", tmp_path / "default.npy").returncode == 0
     default = np.load(tmp_path / "default.npy")
-    assert default.shape == (20, 2, 32, 32)  # gesture-tcsa: 20 frames of 45 ms, 32 x 32
-    np.testing.assert_array_equal(default, frame_recording(path, FramingConfig(dt_us=45_000, n_frames=20, size=32)))
+    assert default.shape == (20, 2, 32, 32)  # gesture-tcsa: 20 frames of 45 ms, 32 x 32, a 10 ms filter in front
+    np.testing.assert_array_equal(default, frame_recording(path, FramingConfig(dt_us=45_000, n_frames=20, size=32, denoise_us=10_000)))
     result = _masnn_frames(path, "-o", tmp_path / "gait.npy", "--weights", "gait-tcsa")
     assert result.returncode == 0, result.stderr
     gait = np.load(tmp_path / "gait.npy")  # gait-tcsa: 20 frames of 100 ms
     np.testing.assert_array_equal(gait, frame_recording(path, FramingConfig(dt_us=100_000, n_frames=20, size=32)))
     assert gait.sum() > default.sum()  # the longer frames take in more of the recording
+    # options replace their own fields only: the default model's filter stays unless --denoise says otherwise
     result = _masnn_frames(path, "-o", tmp_path / "mine.npy", "--dt", "10", "-T", "7", "--size", "16")
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "mine.npy"),
+                                  frame_recording(path, FramingConfig(dt_us=10_000, n_frames=7, size=16, denoise_us=10_000)))
+    result = _masnn_frames(path, "-o", tmp_path / "bare.npy", "--dt", "10", "-T", "7", "--size", "16", "--denoise", "0")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "bare.npy"),
                                   frame_recording(path, FramingConfig(dt_us=10_000, n_frames=7, size=16)))
 
 

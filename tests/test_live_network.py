@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from live_helpers import FAST_BACKOFF, StreamServer, capture_stream, packet_spans, watchdog
+from live_helpers import FAST_BACKOFF, StreamServer, capture_stream, first_packet_at, packet_spans, watchdog
 
 from masnn.datasets.io import lz4_frame
 from masnn.datasets.io.aedat4_header import AEDAT4_MAGIC, LZ4, read_header
@@ -33,14 +33,14 @@ def stream(live_clip) -> bytes:
 
 
 def header_of(stream: bytes):
-    return read_header(AEDAT4_MAGIC + stream[: packet_spans(stream)[0][0]])
+    return read_header(AEDAT4_MAGIC + stream[: first_packet_at(stream)])
 
 
 def read_all(stream: bytes, chunk: int = 1 << 16, header=None) -> tuple[list[np.ndarray], list[str]]:
     """Every packet's events and every damage, the stream fed ``chunk`` bytes at a time."""
     reader = PacketReader(header or header_of(stream))
     batches, damage = [], []
-    for at in range(packet_spans(stream)[0][0], len(stream), chunk):
+    for at in range(first_packet_at(stream), len(stream), chunk):
         reader.feed(stream[at : at + chunk])
         while (item := reader.next()) is not None:
             (damage.append(item.reason) if isinstance(item, Damaged) else batches.append(item))

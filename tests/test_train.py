@@ -414,8 +414,8 @@ def test_checkpoints_are_in_microseconds_and_old_millisecond_ones_load_the_same(
     assert load_checkpoint(path, expect={"framing": {"dt_ms": 45.0, "size": 8}})  # an expectation in the older spelling too
     from masnn.classify import shipped_weights
 
-    shipped = shipped_weights()["gesture-tcsa"]  # written in milliseconds; the file itself is never rewritten
-    assert load_checkpoint(shipped)["config"]["framing"] == {"dt_us": 45_000, "size": 32}
+    shipped = shipped_weights()["gesture-tcsa"]  # the default: microseconds, and its input filter kept through loading
+    assert load_checkpoint(shipped)["config"]["framing"] == {"dt_us": 45_000, "size": 32, "denoise_us": 10_000}
 
 
 def _listed_gesture_layout(root):
