@@ -53,7 +53,8 @@ def test_network_stream_delivers_every_event_and_predictions(live_clip, live_cla
             summary = pipeline.run(lambda record, window: records.append(record), stop_when_the_peer_has_gone)
     assert pipeline.ingest.sensor_size == (128, 128)
     assert summary["events"] == len(events)  # every event the peer wrote came through
-    assert len(records) >= 3
+    # a loaded machine may drop windows to keep up (live's rule: never fall behind the stream); each is counted
+    assert summary["windows"] >= 3 and len(records) == summary["predictions"] >= 1
     assert summary["predictions"] + summary["dropped_windows"] == summary["windows"]
     for record in records:
         assert len(record["top_k"]) == 3 and {entry["class"] for entry in record["top_k"]} <= set(GESTURE_CLASSES)
