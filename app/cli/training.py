@@ -240,15 +240,15 @@ def ablate_command(
 
 
 def _initial_weights(spec: str, cfg) -> str:
-    """The checkpoint --init names, checked before any data is read: readable, and for the network and classes
-    the config builds."""
+    """The checkpoint --init names (a shipped model's name or a path), checked before any data is read: readable,
+    and for the network and classes the config builds."""
     from masnn.checkpoint import load_checkpoint
     from masnn.shipped import resolve_weights
 
     path = resolve_weights(spec)
     with reading(path):
         load_checkpoint(path, expect=cfg.model_args())
-    return str(path)
+    return str(spec)  # as given: a shipped model's name stays a name, never this machine's path to it
 
 
 def _load_config(path: Optional[Path], overrides: dict, preset: Optional[str]):

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from masnn.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint
 from masnn.datasets.io.writers import atomic_path, remove_stale_temporaries
 from masnn.models import create_model
+from masnn.shipped import resolve_weights
 from masnn.training.config import TrainConfig
 from masnn.training.distributed import init_distributed, sync_batchnorm
 
@@ -416,7 +417,7 @@ def _train(config, train_set, val_set, paper_test_set, progress, resume, device,
                             else (0, [], None))
     if config.init and start == 0:  # a fresh run; a resumed one goes on from last.pt's weights
         # the average copies the weights at its first update, so it starts from these too
-        model.load_state_dict(load_checkpoint(config.init, expect=config.model_args(), map_location=device)["model"])
+        model.load_state_dict(load_checkpoint(resolve_weights(config.init), expect=config.model_args(), map_location=device)["model"])
     net = model if world == 1 else nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     loader = _loader(config, train_set, device, rank, world)
