@@ -248,7 +248,7 @@ def _initial_weights(spec: str, cfg) -> str:
     path = resolve_weights(spec)
     with reading(path):
         load_checkpoint(path, expect=cfg.model_args())
-    return str(spec)  # as given: a shipped model's name stays a name, never this machine's path to it
+    return spec  # as given: a shipped model's name stays a name, never this machine's path to it
 
 
 def _load_config(path: Optional[Path], overrides: dict, preset: Optional[str]):
