@@ -19,10 +19,10 @@ from masnn.datasets.synth.raster import draw_capsules, smooth_texture
 FLAT = np.ones((1, 8, 4), np.float32)
 
 
-def capsule_image(a, b, ra, rb, albedo=1.0, light=(0.0, 0.0, -1.0), ambient=1.0, textures=FLAT, size=64, texels=1.0):
+def capsule_image(a, b, ra, rb, albedo=1.0, light=(0.0, 0.0, -1.0), ambient=1.0, textures=FLAT, size=64, texels=1.0, shift=0.0):
     image = np.zeros((size, size), np.float32)
     draw_capsules(image, np.array([[a, b]], float), np.array([[ra, rb]], float), np.array([albedo]),
-                  np.array([0]), textures, np.array([texels]), np.array(light, float), ambient)
+                  np.array([0]), textures, np.array([texels]), np.array([shift]), np.array(light, float), ambient)
     return image
 
 
@@ -54,11 +54,38 @@ def test_texture_moves_with_the_part():
     assert np.std(first[20:35, 18:23]) > 0.02  # the texture shows inside the part, not only at its edge
 
 
+def test_a_texture_shift_slides_the_pattern_along_the_axis():
+    texture = smooth_texture(np.random.default_rng(1), (48, 12), 0.3, 1.0)[None]
+    slid = capsule_image((20, 12), (20, 40), 5.0, 5.0, textures=texture, shift=3.0)
+    rolled = capsule_image((20, 12), (20, 40), 5.0, 5.0, textures=np.roll(texture, -3, axis=1))
+    np.testing.assert_allclose(slid, rolled, atol=1e-6)
+    assert np.abs(slid - capsule_image((20, 12), (20, 40), 5.0, 5.0, textures=texture)).max() > 0.05
+
+
+def test_cloth_folds_slide_with_the_limbs_slope_not_on_a_level_limb():
+    background = np.full((128, 128), 0.3, np.float32)
+    look = Look.random(np.random.default_rng(4), clothing=0.1, skin=0.7, trousers=0.2)
+    look = Look(**{**vars(look), "long_sleeves": True})
+    fixed = Look(**{**vars(look), "fold_slide": 0.0})
+    hanging = front_skeleton(Body())
+    level = dict(hanging, elbow_r=hanging["shoulder_r"] + [-0.19, 0.0, 0.0], wrist_r=hanging["shoulder_r"] + [-0.34, 0.0, 0.0])
+    placement = Placement(64, 110, 150)
+
+    def sleeve_change(joints):
+        return np.abs(render(background, joints, placement, look) - render(background, joints, placement, fixed))
+
+    hanging_arm = (slice(75, 120), slice(30, 50))  # the right arm below the shoulder (46, 70) on screen
+    level_arm = (slice(62, 78), slice(0, 36))  # the same arm held out level, left of the shoulder
+    assert sleeve_change(hanging)[hanging_arm].max() > 0.005  # the hanging arm's folds have sagged
+    assert sleeve_change(level)[level_arm].max() < 1e-6
+    assert np.abs(render(background, level, placement, look)[level_arm] - 0.3).max() > 0.01  # the arm is there
+
+
 def test_parts_are_drawn_in_the_given_order():
     image = np.zeros((32, 32), np.float32)
     ends = np.array([[(8, 16), (24, 16)], [(16, 4), (16, 28)]], float)
     draw_capsules(image, ends, np.full((2, 2), 3.0), np.array([0.2, 0.9]), np.zeros(2, np.int64), FLAT,
-                  np.ones(2), np.array([0.0, 0.0, -1.0]), 1.0)
+                  np.ones(2), np.zeros(2), np.array([0.0, 0.0, -1.0]), 1.0)
     assert image[16, 16] == pytest.approx(0.9)  # the second (nearer) part covers the first where they cross
     assert image[16, 9] == pytest.approx(0.2)
 

@@ -72,6 +72,10 @@ class Look:
     long_sleeves: bool = True
     light: tuple = (0.3, -0.6, -0.74)  # unit vector towards the light (x right, y down, z away from the camera)
     ambient: float = 0.45
+    # texture rows the cloth's folds slide along a limb between pointing straight down and straight up: sleeves
+    # and trouser legs sag towards the lower end under gravity, so a circling arm's folds move along it and each
+    # radius of the swept disc fires differently around the circle (fixed folds fire as concentric rings)
+    fold_slide: float = 0.0
     textures: np.ndarray = field(default=None, compare=False, repr=False)  # [len(MATERIALS), rows, cols]
 
     def __post_init__(self):
@@ -97,12 +101,17 @@ class Look:
         light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-1.0, -0.2), rng.uniform(-1.0, -0.3)])
         light /= np.linalg.norm(light)
         return cls(clothing=clothing, skin=skin, trousers=trousers, hair=hair, long_sleeves=long_sleeves,
-                   light=tuple(float(v) for v in light), ambient=float(rng.uniform(0.25, 0.6)), textures=textures)
+                   light=tuple(float(v) for v in light), ambient=float(rng.uniform(0.25, 0.6)),
+                   fold_slide=float(rng.uniform(2.0, 8.0)), textures=textures)
 
     def albedo(self, material: str) -> float:
         if material in ("shirt",) or (material == "sleeve" and self.long_sleeves):
             return self.clothing
         return self.trousers if material == "trousers" else self.skin
+
+    def slides(self, material: str) -> bool:
+        """Whether the material is loose cloth whose folds slide along the limb."""
+        return material in ("shirt", "trousers") or (material == "sleeve" and self.long_sleeves)
 
 
 
@@ -120,6 +129,7 @@ def render(background: np.ndarray, joints: dict[str, np.ndarray], placement, loo
     albedo = np.empty(n)
     texture_index = np.empty(n, np.int64)
     texels = np.empty(n)
+    shift = np.zeros(n)
     depth = np.empty(n)
     for k, (a, b, ra, rb, material) in enumerate(parts):
         za, zb = points[a][2], points[b][2]
@@ -130,9 +140,14 @@ def render(background: np.ndarray, joints: dict[str, np.ndarray], placement, loo
         albedo[k] = look.albedo(material) * (FAR_SHADOW if depth[k] > 0.03 else 1.0)
         texture_index[k] = MATERIALS.index(material)
         texels[k] = TEXELS_PER_BODY_UNIT / (0.5 * (scale_a + scale_b))
+        if look.slides(material):
+            # the limb's downward slope on screen, fading to nothing as it turns towards the camera (where its
+            # on-screen direction is undefined): continuous in the pose, so no frame jumps
+            axis = ends[k, 1] - ends[k, 0]
+            shift[k] = -look.fold_slide * axis[1] / max(float(np.hypot(*axis)), 2.0 * float(radii[k].max()), 1e-9)
     order = np.argsort(-depth, kind="stable")  # far to near; ties keep the table's order (torso before arms)
     draw_capsules(image, ends[order], radii[order], albedo[order], texture_index[order], look.textures, texels[order],
-                  np.asarray(look.light, dtype=np.float64), float(look.ambient))
+                  shift[order], np.asarray(look.light, dtype=np.float64), float(look.ambient))
     return image
 
 

@@ -120,9 +120,10 @@ def random_scene(sensor_size, lighting_name: str, rng: np.random.Generator, body
     side = min(width, height)
     if placement is None:
         # DVS128 Gesture: the subject seen from the head down to the thighs, roughly centred, the head 15-20
-        # pixels wide at 128 x 128 with its top 20-50 pixels below the frame's top edge
+        # pixels wide at 128 x 128 with its top 23-58 pixels below the frame's top edge (the upper body in the
+        # lower two thirds; subjects stand nearer or further and the camera sits higher or lower)
         height_px = side * rng.uniform(1.05, 1.5)
-        crown = side * rng.uniform(0.15, 0.36)
+        crown = side * rng.uniform(0.18, 0.45)
         placement = Placement(width / 2 + side * rng.uniform(-0.08, 0.08), crown + 0.41 * height_px, height_px)
     placement = Placement(placement.pelvis_x, placement.pelvis_y, placement.height_px, distance=rng.uniform(1.6, 3.0),
                           centre=(width / 2, height / 2))

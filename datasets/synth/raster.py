@@ -32,12 +32,13 @@ def _texture_at(texture, along, across):
 
 
 @numba.njit(cache=True, nogil=True)
-def draw_capsules(image, ends, radii, albedo, texture_index, textures, texels_per_px, light, ambient):
+def draw_capsules(image, ends, radii, albedo, texture_index, textures, texels_per_px, texture_shift, light, ambient):
     """Draw capsules into ``image`` [H, W] (float32, in place).
 
     ends [n, 2, 2]: pixel (x, y) of A and B; radii [n, 2]: pixels at A and B; albedo [n]; texture_index [n]:
     which of ``textures`` [k, rows, cols] each capsule wears; texels_per_px [n]: texture rows per pixel along
-    the axis (the texture's scale on screen); light [3]: unit vector towards the light (x right, y down, z away
+    the axis (the texture's scale on screen); texture_shift [n]: texture rows the pattern has slid along the axis
+    (cloth folds moving on a limb); light [3]: unit vector towards the light (x right, y down, z away
     from the camera, so a light beside the camera has a negative z); ambient: the shade facing away from it.
     """
     height, width = image.shape
@@ -73,7 +74,7 @@ def draw_capsules(image, ends, radii, albedo, texture_index, textures, texels_pe
                 lambert = max(nx * light[0] + ny * light[1] + nz * light[2], 0.0)
                 shade = ambient + (1.0 - ambient) * lambert
                 across = (ux * py - uy * px) / radius  # -1 .. 1 across the width
-                value = albedo[k] * shade * _texture_at(texture, t * length * texels_per_px[k], (across + 1.0) * 0.5 * (cols - 1))
+                value = albedo[k] * shade * _texture_at(texture, t * length * texels_per_px[k] + texture_shift[k], (across + 1.0) * 0.5 * (cols - 1))
                 image[y, x] += np.float32(coverage * (value - image[y, x]))
 
 
