@@ -4,8 +4,9 @@ A capsule is a segment A-B (projected pixel positions) swept by a radius that va
 seen as a rounded cylinder: each covered pixel gets the surface normal of the cylinder (or of the end cap)
 under it, n = ((P - C) / r, -sqrt(1 - |P - C|^2 / r^2)) with C the nearest point of the axis (z points away
 from the camera), a Lambert shade ``ambient + (1 - ambient) max(0, n . light)``, and a texture value read from
-coordinates fixed to the capsule (along the axis in pixels, across it in radii), so a moving limb carries its
-texture with it and fires inside its moving region, not only along its outline, as real skin and cloth do.
+coordinates fixed to the capsule (along the axis in pixels plus the part's slide, across it in radii), so a
+moving limb carries its texture with it and fires inside its moving region, not only along its outline, as real
+skin and cloth do; the slide lets cloth folds move along a limb (``figure.py``).
 Coverage is 1 inside the radius and falls linearly to 0 over one pixel (anti-aliased: a sub-pixel motion
 changes intensities gradually instead of jumping whole pixels). Capsules are drawn in the given order (the
 caller sorts them far to near) and blended over what is already there.
