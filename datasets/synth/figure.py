@@ -104,14 +104,14 @@ class Look:
                    light=tuple(float(v) for v in light), ambient=float(rng.uniform(0.25, 0.6)),
                    fold_slide=float(rng.uniform(2.0, 8.0)), textures=textures)
 
-    def albedo(self, material: str) -> float:
-        if material in ("shirt",) or (material == "sleeve" and self.long_sleeves):
-            return self.clothing
-        return self.trousers if material == "trousers" else self.skin
-
-    def slides(self, material: str) -> bool:
-        """Whether the material is loose cloth whose folds slide along the limb."""
+    def is_cloth(self, material: str) -> bool:
+        """Whether the part wears cloth (its folds slide along the limb) rather than skin."""
         return material in ("shirt", "trousers") or (material == "sleeve" and self.long_sleeves)
+
+    def albedo(self, material: str) -> float:
+        if material == "trousers":
+            return self.trousers
+        return self.clothing if self.is_cloth(material) else self.skin
 
 
 
@@ -140,7 +140,7 @@ def render(background: np.ndarray, joints: dict[str, np.ndarray], placement, loo
         albedo[k] = look.albedo(material) * (FAR_SHADOW if depth[k] > 0.03 else 1.0)
         texture_index[k] = MATERIALS.index(material)
         texels[k] = TEXELS_PER_BODY_UNIT / (0.5 * (scale_a + scale_b))
-        if look.slides(material):
+        if look.is_cloth(material):
             # the limb's downward slope on screen, fading to nothing as it turns towards the camera (where its
             # on-screen direction is undefined): continuous in the pose, so no frame jumps
             axis = ends[k, 1] - ends[k, 0]
