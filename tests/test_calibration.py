@@ -113,9 +113,9 @@ def test_the_shipped_models_carry_their_calibration():
         assert "95" in classifier.calibration["rule"] and "users" in classifier.calibration["data"]
 
 
-@pytest.mark.xfail(strict=True, reason="the default fine-tuned on the data of commit 2bb256e (10 ms filter in front), scored both ways, calls 14 of "
-                   "45 windows uncertain and 31 hand clap (the default before it: 22 of 45); the other standing-up "
-                   "recording: 10 of 29")
+@pytest.mark.xfail(strict=True, reason="the default fine-tuned on the data of commit 2bb256e (10 ms filter in front), "
+                   "scored both ways, calls 14 of 45 windows uncertain and 31 hand clap (the default before it: 22 of "
+                   "45); the other standing-up recording: 10 of 29")
 def test_a_person_standing_up_is_mostly_uncertain(real_data):
     path = real_data / "dvs128_aedat2" / "cam255_alex_standing_up.aedat"
     if not path.exists():

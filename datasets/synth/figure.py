@@ -114,7 +114,6 @@ class Look:
         return self.clothing if self.is_cloth(material) else self.skin
 
 
-
 def render(background: np.ndarray, joints: dict[str, np.ndarray], placement, look: Look = Look(), far_side: str | None = None) -> np.ndarray:
     """The scene's linear intensity [H, W] (float32): the figure (3D joints in body units, projected by
     ``placement``) drawn over ``background``. ``far_side`` is accepted for the walkers' callers and ignored:
