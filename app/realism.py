@@ -12,8 +12,11 @@ pixels over its bounding box: a filled blob is near 1, an outline low); and acti
 of the window's events in each cell of a 4x4 grid (row-major, top left first). Two more come from the window's
 events at the sensor's own resolution and timing (``event_timing``): isolated_fraction, the share a 10 ms
 background-activity filter removes (an event no neighbouring pixel preceded within 10 ms: the scattered events
-real sensors make inside and around moving regions), and repeat_fraction, the share that repeat their pixel's
-previous event within 4 us (a DVS128's readout reports about one event in eight twice).
+real sensors make inside and around moving regions), repeat_fraction, the share that repeat their pixel's
+previous event within 4 us (a DVS128's readout reports about one event in eight twice), and
+mixed_polarity_fraction: of the pixels that fire at least twice within a frame of 45 ms (the shipped framing's dt;
+frames from the window's first event), the share that fire both polarities in it (a real textured limb fires ON
+and OFF all over a moving region; a rendered one mostly one polarity along each edge).
 
 Real vs synthetic (``cross_validate``): two small classifiers, logistic regression on the statistics and a tiny
 CNN on log-count frames, evaluated leaving one real recording out at a time. Each fold tests on the held-out
@@ -41,8 +44,10 @@ MIN_EVENTS = 50  # windows with fewer events show nothing that moves: left out
 REGION_FRACTION, REGION_MIN = 0.1, 2
 GRID = 4
 SCALARS = ("events_per_s", "on_fraction", "active_pixel_fraction", "events_per_active_pixel",
-           "region_count", "largest_region_area", "largest_region_fill", "isolated_fraction", "repeat_fraction")
-ISOLATION_US, REPEAT_US = 10_000, 4
+           "region_count", "largest_region_area", "largest_region_fill", "isolated_fraction", "repeat_fraction",
+           "mixed_polarity_fraction")
+ISOLATION_US, REPEAT_US, MIXED_FRAME_US = 10_000, 4, 45_000
+NO_TIMING = (math.nan, math.nan, math.nan)
 STATS = SCALARS + tuple(f"activity_r{r}c{c}" for r in range(GRID) for c in range(GRID))
 
 
@@ -54,21 +59,27 @@ class Window:
     start_us: int
     counts: np.ndarray
     seconds: float
-    timing: tuple[float, float] = (math.nan, math.nan)  # (isolated_fraction, repeat_fraction), see event_timing
+    timing: tuple[float, float, float] = NO_TIMING  # (isolated, repeat, mixed_polarity fractions), see event_timing
 
 
-def event_timing(events: np.ndarray, sensor_size: tuple[int, int]) -> tuple[float, float]:
-    """(isolated_fraction, repeat_fraction) of time-ordered ``events`` (see the module); NaN without events."""
+def event_timing(events: np.ndarray, sensor_size: tuple[int, int]) -> tuple[float, float, float]:
+    """(isolated_fraction, repeat_fraction, mixed_polarity_fraction) of time-ordered ``events`` (see the module);
+    NaN without events (the last also where no pixel fires twice within a frame)."""
     from masnn.datasets.transforms.denoise import DenoiseBackgroundActivity
 
     if not len(events):
-        return math.nan, math.nan
+        return NO_TIMING
     supported = len(DenoiseBackgroundActivity(tuple(sensor_size), ISOLATION_US)(events))
     pixel = events["y"].astype(np.int64) * sensor_size[0] + events["x"]
     order = np.argsort(pixel, kind="stable")  # each pixel's events in time order
     same_pixel = pixel[order][1:] == pixel[order][:-1]
     repeats = np.count_nonzero(same_pixel & (np.diff(events["t"][order]) <= REPEAT_US))
-    return 1 - supported / len(events), repeats / len(events)
+    frame = (events["t"] - events["t"][0]) // MIXED_FRAME_US
+    _, cell, fired = np.unique(frame * (sensor_size[0] * sensor_size[1]) + pixel, return_inverse=True, return_counts=True)
+    on = np.bincount(cell, weights=events["p"] != 0, minlength=len(fired))
+    busy = fired >= 2
+    mixed = np.count_nonzero(busy & (on > 0) & (on < fired)) / np.count_nonzero(busy) if busy.any() else math.nan
+    return 1 - supported / len(events), repeats / len(events), mixed
 
 
 def frame_window(events: np.ndarray, sensor_size: tuple[int, int], config: FramingConfig, start: int) -> np.ndarray:
@@ -85,7 +96,7 @@ def region_threshold(total: np.ndarray) -> float:
     return max(REGION_MIN, REGION_FRACTION * float(np.percentile(active, 95))) if active.size else REGION_MIN
 
 
-def window_stats(counts: np.ndarray, seconds: float, timing: tuple[float, float] = (math.nan, math.nan)) -> dict:
+def window_stats(counts: np.ndarray, seconds: float, timing: tuple[float, float, float] = NO_TIMING) -> dict:
     """The statistics of one window's counts (2, S, S) covering ``seconds``, with its events' ``timing`` (see the
     module)."""
     import cv2
@@ -110,6 +121,7 @@ def window_stats(counts: np.ndarray, seconds: float, timing: tuple[float, float]
                                 if largest is not None else math.nan),
         "isolated_fraction": timing[0],
         "repeat_fraction": timing[1],
+        "mixed_polarity_fraction": timing[2],
     }
     shares = cells / events if events else np.full(cells.shape, math.nan)
     stats.update({f"activity_r{r}c{c}": shares[r, c] for r in range(GRID) for c in range(GRID)})
@@ -372,7 +384,7 @@ def report_tables(report: dict) -> list:
     stats.add_column(f"synthetic ({report['synthetic']['windows']})", justify="right")
     for key in STATS:
         percent = key.startswith("activity") or key in ("on_fraction", "active_pixel_fraction", "largest_region_area", "largest_region_fill",
-                                                        "isolated_fraction", "repeat_fraction")
+                                                        "isolated_fraction", "repeat_fraction", "mixed_polarity_fraction")
         stats.add_row(key.replace("_", " "), _cell(report["real"]["stats"][key], percent), _cell(report["synthetic"]["stats"][key], percent))
     folds = Table(title="real vs synthetic, leave one real recording out: balanced accuracy (50% = indistinguishable)")
     for name in ("held-out real recording", "windows", *MODELS):

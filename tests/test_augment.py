@@ -15,6 +15,7 @@ from masnn.datasets.transforms.augment import (
     HotPixels,
     OneOf,
     PolarityBalance,
+    PolarityMix,
     RandomApply,
     TimeStretch,
     reverse_time,
@@ -60,6 +61,7 @@ TRANSFORMS = {
     "drop-time": DropTimeSlice((0.1, 0.5)),
     "drop-area": DropArea(SENSOR, (0.1, 0.5)),
     "polarity": PolarityBalance((0.1, 0.5)),
+    "mix": PolarityMix((0.1, 0.5)),
     "noise": BackgroundNoise(SENSOR, (0.1, 2.0)),
     "hot": HotPixels(SENSOR, (1, 3)),
     "random-apply": RandomApply(DropEvents((0.2, 0.2)), 0.5),
@@ -237,6 +239,20 @@ def test_polarity_balance_against_reference(events):
     assert np.sum(out["p"] == other) == np.sum(events["p"] == other)  # the other polarity is untouched
     thinned = np.sum(out["p"] == polarity) / np.sum(events["p"] == polarity)
     assert abs(thinned - (1 - r)) < 0.03
+
+
+def test_polarity_mix_against_reference(events):
+    transform = PolarityMix((0.1, 0.5))
+    r, u = transform.sample(rng(16), events)
+    expected = events.copy()
+    for i, draw in enumerate(u):
+        if draw < r:
+            expected[i]["p"] = 0 if events[i]["p"] else 1
+    out = transform(events, rng(16))
+    np.testing.assert_array_equal(out, expected)
+    for field in ("t", "x", "y"):  # only polarities change, and none of the events go
+        np.testing.assert_array_equal(out[field], events[field])
+    assert abs(np.mean(out["p"] != events["p"]) - r) < 0.02
 
 
 # ------------------------------------------------------------------------------------------------ added events

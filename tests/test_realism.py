@@ -75,8 +75,14 @@ def test_event_timing_matches_a_plain_loop():
         isolated += not np.any(near & (e["t"] - before["t"] < 10_000))
         own = before[(before["x"] == e["x"]) & (before["y"] == e["y"])]
         repeated += len(own) > 0 and e["t"] - own["t"][-1] <= 4
+    polarities = {}  # (45 ms frame from the first event, x, y) -> the polarities fired there
+    for e in events:
+        polarities.setdefault(((e["t"] - events["t"][0]) // 45_000, e["x"], e["y"]), []).append(int(e["p"]))
+    busy = [p for p in polarities.values() if len(p) >= 2]
+    mixed = sum(len(set(p)) == 2 for p in busy) / len(busy)
     got = event_timing(events, (12, 9))
-    assert got == pytest.approx((isolated / len(events), repeated / len(events)))
+    assert got == pytest.approx((isolated / len(events), repeated / len(events), mixed))
+    assert 0.1 < mixed < 0.9 and len(busy) > 20
     assert 0.1 < got[0] < 0.9 and got[1] >= 40 / len(events) - 0.01  # both sides of the filter; the planted repeats
     assert all(np.isnan(v) for v in event_timing(events[:0], (12, 9)))
 

@@ -1,5 +1,5 @@
-"""Event-domain augmentation: time stretch, EventDrop's three drops (Gu et al. 2021), polarity balance, background
-noise and hot pixels; ``RandomApply``, ``OneOf`` and ``Compose`` to combine them (and the geometric ones of
+"""Event-domain augmentation: time stretch, EventDrop's three drops (Gu et al. 2021), polarity balance and mixing,
+background noise and hot pixels; ``RandomApply``, ``OneOf`` and ``Compose`` to combine them (and the geometric ones of
 ``augment_spatial``). ``augment_recipe`` builds a combination from a short spec such as "scale=0.8-1.25,drop=0.3".
 
 Every transform is ``transform(events, rng) -> events``: it returns a new array sorted by time (given one
@@ -175,6 +175,30 @@ class PolarityBalance(EventTransform):
     def apply(self, events: np.ndarray, params: tuple[int, float, np.ndarray]) -> np.ndarray:
         polarity, r, u = params
         return select_events(events, ~((u < r) & ((events["p"] != 0) == bool(polarity))))
+
+
+@dataclass(frozen=True)
+class PolarityMix(EventTransform):
+    """Mixes the polarities: each event changes polarity with probability r, r drawn uniformly from ``ratio``.
+    A real limb's skin and cloth fire both polarities all over a moving region, so its ON and OFF events lie
+    close together; a rendered limb's leading and trailing edges stay apart, and a network can learn to read
+    the direction of motion from that arrangement alone."""
+
+    ratio: tuple[float, float] = (0.0, 0.3)
+
+    def __post_init__(self):
+        _check_ratio("mix", self.ratio)
+
+    def sample(self, rng: np.random.Generator, events: np.ndarray) -> tuple[float, np.ndarray]:
+        """(r; a uniform draw per event): the events whose draw is below r change polarity."""
+        return rng.uniform(*self.ratio), rng.random(len(events))
+
+    def apply(self, events: np.ndarray, params: tuple[float, np.ndarray]) -> np.ndarray:
+        r, u = params
+        out = copy_events(events)
+        changed = u < r
+        out["p"][changed] = 1 - (events["p"][changed] != 0)
+        return out
 
 
 # --------------------------------------------------------------------------------------------------- added events

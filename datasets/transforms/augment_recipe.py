@@ -10,6 +10,7 @@ below); ``value`` is one number or a range ``low-high``:
     stretch=0.8-1.25  time-stretch factor range (log-uniform); one number a means 1/a-a
     drop=0.3          EventDrop: one of random events / a time slice / an area, ratio uniformly in 0-0.3
     polarity=0.2      one polarity loses a fraction uniformly in 0-0.2 of its events
+    mix=0.3           each event changes polarity with probability r, r uniformly in 0-0.3
     noise=0.02-0.3    background noise, Hz per pixel (one number a means 0-a)
     hot=2             0-2 hot pixels firing at 10-100 Hz (a range low-high: low-high of them)
 
@@ -33,6 +34,7 @@ from masnn.datasets.transforms.augment import (
     HotPixels,
     OneOf,
     PolarityBalance,
+    PolarityMix,
     RandomApply,
     TimeStretch,
 )
@@ -72,6 +74,7 @@ KINDS: dict[str, _Kind] = {  # in the order they run
     # EventDrop applies identity or one of its three drops, each a quarter of the time: hence 0.75
     "drop": _Kind(lambda s, v: OneOf((DropEvents(v), DropTimeSlice(v), DropArea(s, v))), lambda a: (0.0, a), 0.75),
     "polarity": _Kind(lambda s, v: PolarityBalance(v), lambda a: (0.0, a), 0.5),
+    "mix": _Kind(lambda s, v: PolarityMix(v), lambda a: (0.0, a), 1.0),
     "noise": _Kind(lambda s, v: BackgroundNoise(s, v), lambda a: (0.0, a), 1.0),
     "hot": _Kind(lambda s, v: HotPixels(s, (int(v[0]), int(v[1]))), lambda a: (0.0, a), 0.5),
 }
