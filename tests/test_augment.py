@@ -330,6 +330,22 @@ def test_spec_parsing():
             parse_augment(bad)
 
 
+def test_invert_turns_every_polarity_in_the_share_of_crops_it_names(events):
+    invert = parse_augment("invert=0.3").build(SENSOR)
+    inverted = 0
+    for seed in range(200):
+        out = invert(events, rng(seed))
+        for field in ("t", "x", "y"):
+            np.testing.assert_array_equal(out[field], events[field])
+        if np.array_equal(out["p"], 1 - events["p"]):
+            inverted += 1
+        else:
+            np.testing.assert_array_equal(out["p"], events["p"])  # all or nothing
+    assert 40 <= inverted <= 80  # 60 expected; binomial sd 6.5
+    with pytest.raises(ValueError, match="probability"):
+        parse_augment("invert=1.5")
+
+
 def test_reverse_time_against_a_plain_loop(events):
     span = SPAN_US // 2
     out = reverse_time(events, span)
