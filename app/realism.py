@@ -9,7 +9,7 @@ active_pixel_fraction (pixels with any event), events_per_active_pixel; the movi
 components of the pixels with at least ``region_threshold`` events (10 % of the window's 95th-percentile count of
 its active pixels, at least 2), their count, the largest one's area as a fraction of the frame and its fill (its
 pixels over its bounding box: a filled blob is near 1, an outline low); and activity per image region, the share
-of the window's events in each cell of a 4x4 grid (row-major, top left first). Two more come from the window's
+of the window's events in each cell of a 4x4 grid (row-major, top left first). Three more come from the window's
 events at the sensor's own resolution and timing (``event_timing``): isolated_fraction, the share a 10 ms
 background-activity filter removes (an event no neighbouring pixel preceded within 10 ms: the scattered events
 real sensors make inside and around moving regions), repeat_fraction, the share that repeat their pixel's
