@@ -67,13 +67,6 @@ class _Kind:
     geometric: bool = False  # the geometric steps run as one AffineChain (one map, one rounding)
 
 
-def _invert(p: float):
-    """Every polarity inverted, with probability ``p``."""
-    if not 0 <= p <= 1:
-        raise ValueError(f"invert is a probability in [0, 1], got {p:g}")
-    return RandomApply(PolarityMix((1.0, 1.0)), p)
-
-
 KINDS: dict[str, _Kind] = {  # in the order they run
     "scale": _Kind(lambda s, v: RandomScale(s, v, subpixel=False), _factor, 1.0, geometric=True),
     "rotate": _Kind(lambda s, v: RandomRotation(s, v[1], subpixel=False), lambda a: (-a, a), 1.0, False, True),
@@ -84,8 +77,8 @@ KINDS: dict[str, _Kind] = {  # in the order they run
     "drop": _Kind(lambda s, v: OneOf((DropEvents(v), DropTimeSlice(v), DropArea(s, v))), lambda a: (0.0, a), 0.75),
     "polarity": _Kind(lambda s, v: PolarityBalance(v), lambda a: (0.0, a), 0.5),
     "mix": _Kind(lambda s, v: PolarityMix(v), lambda a: (0.0, a), 1.0),
-    # inverting every polarity is mixing them with certainty; the value is the probability (see _invert)
-    "invert": _Kind(lambda s, v: _invert(v[1]), lambda a: (a, a), 1.0, False),
+    # inverting every polarity is mixing them with certainty; the value is the probability (RandomApply checks it)
+    "invert": _Kind(lambda s, v: RandomApply(PolarityMix((1.0, 1.0)), v[1]), lambda a: (a, a), 1.0, False),
     "noise": _Kind(lambda s, v: BackgroundNoise(s, v), lambda a: (0.0, a), 1.0),
     "hot": _Kind(lambda s, v: HotPixels(s, (int(v[0]), int(v[1]))), lambda a: (0.0, a), 0.5),
 }
