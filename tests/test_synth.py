@@ -389,6 +389,27 @@ def test_without_sits_the_interludes_are_drawn_as_before_there_were_sits():
     assert all((i.view is not None) == (i.kind == "sit") for i in sits)
 
 
+def _repeat_share(events, within_us=4):
+    """Share of events that repeat their pixel's previous event (same polarity) within ``within_us``: a plain loop."""
+    last, repeats = {}, 0
+    for x, y, t, p in zip(events["x"].tolist(), events["y"].tolist(), events["t"].tolist(), events["p"].tolist()):
+        before = last.get((x, y))
+        repeats += before is not None and before[1] == p and t - before[0] <= within_us
+        last[(x, y)] = (t, p)
+    return repeats / len(events)
+
+
+def test_ideal_pixels_are_the_same_recording_without_readout_repeats():
+    tiny = GESTURE_PRESETS["tiny"]
+    measured_chunks, measured_labels = gesture_recording(2, "lab", 0, tiny)
+    ideal_chunks, ideal_labels = gesture_recording(2, "lab", 0, replace(tiny, pixels="ideal"))
+    assert ideal_labels == measured_labels  # the same person, gestures and timeline
+    measured, ideal = np.concatenate(list(measured_chunks)), np.concatenate(list(ideal_chunks))
+    assert 0.5 < len(ideal) / len(measured) < 2.0  # the same motion fires a like number of events
+    assert _repeat_share(measured[:150_000]) > 0.03  # this camera repeats 5-20 % of its events
+    assert _repeat_share(ideal[:150_000]) < 0.005  # only chance coincidences
+
+
 def test_a_seated_person_has_level_thighs_upright_shins_and_planted_feet():
     body = Body()
     standing = rest_pose(0.0, body)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from masnn.cli.checks import finite
-from masnn.cli.choices import Lighting, Sensor, SynthPreset
+from masnn.cli.choices import Lighting, PixelModel, Sensor, SynthPreset
 from masnn.cli.console import console
 from masnn.cli.errors import reading
 from masnn.datasets.loaders.table import GESTURE_CLASSES
@@ -28,6 +28,10 @@ def synth_gesture(
     preset: SynthPreset = typer.Option("full", help="full (6 s gestures, 5 lightings), small, or tiny (for tests)."),
     sits: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of the no-gesture interludes that cut to another "
                                "camera, which sees the person sit down and stand up (0: none, the shipped models' data)."),
+    pixels: PixelModel = typer.Option("measured", help="measured: the camera's pixels as measured on real DVS128 "
+                                      "Gesture clips (slow and spread bandwidths, references anywhere between the "
+                                      "thresholds, readout repeats, the lens's glare); ideal: the same cameras "
+                                      "without those, crisp edges (a first stage of training)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes (default: all cores)."),
 ):
     """A DVS128 Gesture dataset in the original layout (AEDAT 3.1 + labels + trial lists)."""
@@ -37,7 +41,7 @@ def synth_gesture(
 
     from masnn.datasets.synth.generator import GESTURE_PRESETS, write_gesture_dataset
 
-    chosen = replace(GESTURE_PRESETS[preset], sit_share=sits)
+    chosen = replace(GESTURE_PRESETS[preset], sit_share=sits, pixels=pixels)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("recordings", total=users * len(chosen.lightings))
         summary = write_gesture_dataset(out, users, seed, chosen, workers, progress=lambda name: progress.advance(task))
