@@ -13,10 +13,12 @@ of the window's events in each cell of a 4x4 grid (row-major, top left first). T
 events at the sensor's own resolution and timing (``event_timing``): isolated_fraction, the share a 10 ms
 background-activity filter removes (an event no neighbouring pixel preceded within 10 ms: the scattered events
 real sensors make inside and around moving regions), repeat_fraction, the share that repeat their pixel's
-previous event within 4 us (a DVS128's readout reports about one event in eight twice), and
+previous event within 4 us (a DVS128's readout reports about one event in eight twice), 
 mixed_polarity_fraction: of the pixels that fire at least twice within a frame of 45 ms (the shipped framing's dt;
 frames from the window's first event), the share that fire both polarities in it (a real textured limb fires ON
-and OFF all over a moving region; a rendered one mostly one polarity along each edge).
+and OFF all over a moving region; a rendered one mostly one polarity along each edge), and rebound_fraction: of
+the ON events (repeats left out), the share whose pixel fires OFF next, within 1.5 ms (a DVS128 pixel does so
+after about one ON event in three, 0.5 ms later: its reset rings).
 
 Real vs synthetic (``cross_validate``): two small classifiers, logistic regression on the statistics and a tiny
 CNN on log-count frames, evaluated leaving one real recording out at a time. Each fold tests on the held-out
@@ -45,9 +47,9 @@ REGION_FRACTION, REGION_MIN = 0.1, 2
 GRID = 4
 SCALARS = ("events_per_s", "on_fraction", "active_pixel_fraction", "events_per_active_pixel",
            "region_count", "largest_region_area", "largest_region_fill", "isolated_fraction", "repeat_fraction",
-           "mixed_polarity_fraction")
-ISOLATION_US, REPEAT_US, MIXED_FRAME_US = 10_000, 4, 45_000
-NO_TIMING = (math.nan, math.nan, math.nan)
+           "mixed_polarity_fraction", "rebound_fraction")
+ISOLATION_US, REPEAT_US, MIXED_FRAME_US, REBOUND_US = 10_000, 4, 45_000, 1_500
+NO_TIMING = (math.nan, math.nan, math.nan, math.nan)
 STATS = SCALARS + tuple(f"activity_r{r}c{c}" for r in range(GRID) for c in range(GRID))
 
 
@@ -59,12 +61,13 @@ class Window:
     start_us: int
     counts: np.ndarray
     seconds: float
-    timing: tuple[float, float, float] = NO_TIMING  # (isolated, repeat, mixed_polarity fractions), see event_timing
+    timing: tuple[float, ...] = NO_TIMING  # (isolated, repeat, mixed_polarity, rebound fractions), see event_timing
 
 
-def event_timing(events: np.ndarray, sensor_size: tuple[int, int]) -> tuple[float, float, float]:
-    """(isolated_fraction, repeat_fraction, mixed_polarity_fraction) of time-ordered ``events`` (see the module);
-    NaN without events (the last also where no pixel fires twice within a frame)."""
+def event_timing(events: np.ndarray, sensor_size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """(isolated_fraction, repeat_fraction, mixed_polarity_fraction, rebound_fraction) of time-ordered ``events``
+    (see the module); NaN without events (mixed polarity also where no pixel fires twice within a frame, the
+    rebounds where no ON event is left)."""
     from masnn.datasets.transforms.denoise import DenoiseBackgroundActivity
 
     if not len(events):
@@ -73,13 +76,18 @@ def event_timing(events: np.ndarray, sensor_size: tuple[int, int]) -> tuple[floa
     pixel = events["y"].astype(np.int64) * sensor_size[0] + events["x"]
     order = np.argsort(pixel, kind="stable")  # each pixel's events in time order
     same_pixel = pixel[order][1:] == pixel[order][:-1]
-    repeats = np.count_nonzero(same_pixel & (np.diff(events["t"][order]) <= REPEAT_US))
+    repeated = same_pixel & (np.diff(events["t"][order]) <= REPEAT_US)
+    repeats = np.count_nonzero(repeated)
+    kept = order[np.r_[True, ~repeated]]  # each pixel's events in time order, repeats left out
+    is_on, next_same_pixel = events["p"][kept] != 0, pixel[kept][1:] == pixel[kept][:-1]
+    rebounds = np.count_nonzero(next_same_pixel & is_on[:-1] & ~is_on[1:] & (np.diff(events["t"][kept]) <= REBOUND_US))
+    rebound = rebounds / np.count_nonzero(is_on) if is_on.any() else math.nan
     frame = (events["t"] - events["t"][0]) // MIXED_FRAME_US
     _, cell, fired = np.unique(frame * (sensor_size[0] * sensor_size[1]) + pixel, return_inverse=True, return_counts=True)
     on = np.bincount(cell, weights=events["p"] != 0, minlength=len(fired))
     busy = fired >= 2
     mixed = np.count_nonzero(busy & (on > 0) & (on < fired)) / np.count_nonzero(busy) if busy.any() else math.nan
-    return 1 - supported / len(events), repeats / len(events), mixed
+    return 1 - supported / len(events), repeats / len(events), mixed, rebound
 
 
 def frame_window(events: np.ndarray, sensor_size: tuple[int, int], config: FramingConfig, start: int) -> np.ndarray:
@@ -96,7 +104,7 @@ def region_threshold(total: np.ndarray) -> float:
     return max(REGION_MIN, REGION_FRACTION * float(np.percentile(active, 95))) if active.size else REGION_MIN
 
 
-def window_stats(counts: np.ndarray, seconds: float, timing: tuple[float, float, float] = NO_TIMING) -> dict:
+def window_stats(counts: np.ndarray, seconds: float, timing: tuple[float, ...] = NO_TIMING) -> dict:
     """The statistics of one window's counts (2, S, S) covering ``seconds``, with its events' ``timing`` (see the
     module)."""
     import cv2
@@ -122,6 +130,7 @@ def window_stats(counts: np.ndarray, seconds: float, timing: tuple[float, float,
         "isolated_fraction": timing[0],
         "repeat_fraction": timing[1],
         "mixed_polarity_fraction": timing[2],
+        "rebound_fraction": timing[3],
     }
     shares = cells / events if events else np.full(cells.shape, math.nan)
     stats.update({f"activity_r{r}c{c}": shares[r, c] for r in range(GRID) for c in range(GRID)})
@@ -384,7 +393,8 @@ def report_tables(report: dict) -> list:
     stats.add_column(f"synthetic ({report['synthetic']['windows']})", justify="right")
     for key in STATS:
         percent = key.startswith("activity") or key in ("on_fraction", "active_pixel_fraction", "largest_region_area", "largest_region_fill",
-                                                        "isolated_fraction", "repeat_fraction", "mixed_polarity_fraction")
+                                                        "isolated_fraction", "repeat_fraction", "mixed_polarity_fraction",
+                                                        "rebound_fraction")
         stats.add_row(key.replace("_", " "), _cell(report["real"]["stats"][key], percent), _cell(report["synthetic"]["stats"][key], percent))
     folds = Table(title="real vs synthetic, leave one real recording out: balanced accuracy (50% = indistinguishable)")
     for name in ("held-out real recording", "windows", *MODELS):

@@ -225,6 +225,86 @@ def test_readout_repeats_copy_a_share_of_events_a_few_microseconds_later():
         assert any((x, y, p, t - d) in originals for d in range(5))
 
 
+def one_step_up_and_down(params, rng=3, side=64, theta=0.2):
+    """Every pixel of an ideal array crosses one ON threshold (at 1000 us), then one OFF (at 6000 us); the
+    frames stay for 6 ms after each, so that anything due after an event is out."""
+    eps = params.log_eps
+    low = np.full((side, side), 0.5, np.float32)
+    high = ((low + eps) * np.exp(theta + 1e-4) - eps).astype(np.float32)
+    emulator = DvsEmulator(low, 0, params, rng)
+    steps = [(t, high if 1000 <= t < 6000 else low) for t in range(1000, 12001, 1000)]
+    per_step = [(t - 1000, t, emulator.step(frame, t)) for t, frame in steps]
+    return per_step
+
+
+def copies_per_pixel(events, polarity, side=64):
+    counts = np.zeros(side * side, np.int64)
+    chosen = events[events["p"] == polarity]
+    for x, y in zip(chosen["x"].tolist(), chosen["y"].tolist()):
+        counts[y * side + x] += 1
+    return counts
+
+
+def test_on_only_repeats_copy_on_events_a_geometric_number_of_times():
+    params = PixelParams(**IDEAL, threshold_on=0.2, threshold_off=0.2, repeat_fraction=0.3, repeat_on_only=True,
+                         repeat_more=0.5)
+    per_step = one_step_up_and_down(params)
+    events = np.concatenate([e for _, _, e in per_step])
+    on, off = copies_per_pixel(events, 1), copies_per_pixel(events, 0)
+    assert (off == 1).all()  # OFF events are never repeated
+    assert (on >= 1).all()
+    repeated = (on >= 2).mean()
+    assert abs(repeated - 0.3) < 4 * math.sqrt(0.3 * 0.7 / on.size)
+    again = (on >= 3).sum() / (on >= 2).sum()  # a repeat repeated once more
+    assert abs(again - 0.5) < 4 * math.sqrt(0.25 / (on >= 2).sum())
+    assert ((on >= 4).sum() / (on >= 3).sum()) == pytest.approx(0.5, abs=0.15)
+    on_times = events["t"][events["p"] == 1]
+    assert on_times.min() >= 1 and on_times.max() <= 1000  # copies 0-4 us after an original, never after the frame
+
+
+def test_rebounds_follow_a_share_of_on_events_with_an_off_about_half_a_millisecond_later():
+    params = PixelParams(**IDEAL, threshold_on=0.2, threshold_off=0.2, rebound_fraction=0.35, rebound_us=490.0)
+    per_step = one_step_up_and_down(params)
+    for t_prev, t, events in per_step:  # every step reports its own interval, in time order
+        assert ((events["t"] > t_prev) & (events["t"] <= t)).all() and (np.diff(events["t"]) >= 0).all()
+    events = np.concatenate([e for _, _, e in per_step])
+    on, off = copies_per_pixel(events, 1), copies_per_pixel(events, 0)
+    assert (on == 1).all()  # ON events are as before
+    assert set(off.tolist()) <= {1, 2}  # the step down's OFF, and at most one rebound
+    rebounded = off == 2
+    assert abs(rebounded.mean() - 0.35) < 4 * math.sqrt(0.35 * 0.65 / on.size)
+    # the rebound's delay after its pixel's ON (all the ONs at 1000 us): log-normal about 490 us, sigma 0.45
+    early_off = events[(events["p"] == 0) & (events["t"] < 6000)]
+    assert len(early_off) == rebounded.sum()
+    pixels = early_off["y"].astype(np.int64) * 64 + early_off["x"]
+    assert rebounded[pixels].all()
+    delay = np.log(early_off["t"] - 1000.0)
+    assert abs(np.median(delay) - math.log(490)) < 0.06 and abs(delay.std() - 0.45) < 0.04
+
+
+def test_a_rebound_starts_its_pixels_refractory_period():
+    # a steady brightening crosses an ON threshold every 100 us; the refractory period keeps 300 us between events
+    theta, eps, refractory = 0.2, 0.01, 300
+    params = PixelParams(**dict(IDEAL, refractory_us=refractory), threshold_on=theta, log_eps=eps, rebound_fraction=1.0)
+    start = np.full((1, 1), 0.05, np.float32)
+    emulator = DvsEmulator(start, 0, params, 4)
+    frames = [(t, ((start + eps) * np.exp(theta * t / 100) - eps).astype(np.float32)) for t in range(100, 8001, 100)]
+    events = emulator.run(frames)
+    on, off = events["t"][events["p"] == 1], events["t"][events["p"] == 0]
+    assert len(off) > 5 and (np.diff(events["t"]) >= 0).all()
+    for rebound in off:  # silence for the refractory period after every rebound
+        assert not ((on > rebound) & (on < rebound + refractory)).any()
+    gaps = np.diff(on)  # so two ON events lie at least a rebound and a refractory period apart (some rebounds fall past the end)
+    assert np.median(gaps) > refractory + 300
+
+
+def test_repeats_and_rebounds_off_leave_every_draw_as_before():
+    frames, _ = bar_frames(40)
+    base, _ = run_frames(frames, params=PixelParams(), rng=2)
+    same, _ = run_frames(frames, params=PixelParams(repeat_on_only=True, rebound_us=300.0), rng=2)
+    np.testing.assert_array_equal(base, same)
+
+
 # --- refractory period ----------------------------------------------------------------------------------
 
 def test_refractory_drops_events_but_moves_the_reference():

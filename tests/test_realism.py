@@ -63,26 +63,35 @@ def test_event_timing_matches_a_plain_loop():
     n = 400
     x, y = rng.integers(0, 12, n), rng.integers(0, 9, n)
     t = np.sort(rng.integers(0, 200_000, n))
+    p = rng.integers(0, 2, n)
     copies = rng.choice(n, 40, replace=False)  # readout-style repeats 0-4 us after their original
-    events = make_events(np.r_[x, x[copies]], np.r_[y, y[copies]], np.r_[t, t[copies] + rng.integers(0, 5, 40)],
-                         np.r_[rng.integers(0, 2, n), np.zeros(40, int)])
+    rebounds = rng.choice(np.flatnonzero(p == 1), 60, replace=False)  # OFFs 0.3-2 ms after ON events
+    events = make_events(np.r_[x, x[copies], x[rebounds]], np.r_[y, y[copies], y[rebounds]],
+                         np.r_[t, t[copies] + rng.integers(0, 5, 40), t[rebounds] + rng.integers(300, 2000, 60)],
+                         np.r_[p, np.zeros(40, int), np.zeros(60, int)])
     events = events[np.argsort(events["t"], kind="stable")]
     isolated = repeated = 0
+    kept = {}  # (x, y) -> its events' (t, p) in time order, repeats left out
     for i, e in enumerate(events):
         before = events[:i]
         near = (np.abs(before["x"].astype(int) - e["x"]) <= 1) & (np.abs(before["y"].astype(int) - e["y"]) <= 1)
         near &= ~((before["x"] == e["x"]) & (before["y"] == e["y"]))
         isolated += not np.any(near & (e["t"] - before["t"] < 10_000))
         own = before[(before["x"] == e["x"]) & (before["y"] == e["y"])]
-        repeated += len(own) > 0 and e["t"] - own["t"][-1] <= 4
+        is_repeat = len(own) > 0 and e["t"] - own["t"][-1] <= 4
+        repeated += is_repeat
+        if not is_repeat:
+            kept.setdefault((e["x"], e["y"]), []).append((int(e["t"]), int(e["p"])))
+    ons = [(a, b) for seq in kept.values() for a, b in zip(seq, seq[1:] + [None]) if a[1] == 1]
+    rebound = sum(b is not None and b[1] == 0 and b[0] - a[0] <= 1500 for a, b in ons) / len(ons)
     polarities = {}  # (45 ms frame from the first event, x, y) -> the polarities fired there
     for e in events:
         polarities.setdefault(((e["t"] - events["t"][0]) // 45_000, e["x"], e["y"]), []).append(int(e["p"]))
     busy = [p for p in polarities.values() if len(p) >= 2]
     mixed = sum(len(set(p)) == 2 for p in busy) / len(busy)
     got = event_timing(events, (12, 9))
-    assert got == pytest.approx((isolated / len(events), repeated / len(events), mixed))
-    assert 0.1 < mixed < 0.9 and len(busy) > 20
+    assert got == pytest.approx((isolated / len(events), repeated / len(events), mixed, rebound))
+    assert 0.1 < mixed < 0.9 and len(busy) > 20 and 0.1 < rebound < 0.5  # the planted rebounds, some past 1.5 ms
     assert 0.1 < got[0] < 0.9 and got[1] >= 40 / len(events) - 0.01  # both sides of the filter; the planted repeats
     assert all(np.isnan(v) for v in event_timing(events[:0], (12, 9)))
 

@@ -28,7 +28,16 @@ Per pixel, at every frame:
   period like any event, and do not move the reference (they are spurious resets the readout sees, not
   a change of light);
 - readout repeats: a share repeat_fraction of the events is reported twice, 0-4 us apart (same pixel and
-  polarity), as a DVS128's readout does for about one event in eight.
+  polarity), as a DVS128's readout does for about one event in eight. On a real DVS128 only ON events repeat
+  (repeat_on_only), and a repeat is often repeated again (repeat_more: the chance of one more copy, so the
+  copies are geometric: 2-7 copies of one ON event in the real clips);
+- ON rebounds: a share rebound_fraction of the ON events is followed by an OFF event of the same pixel
+  rebound_us later (log-normal, sigma REBOUND_SPREAD), one per ON event however often the readout repeats it,
+  outside the refractory period and without moving the reference; the pixel's refractory period then runs from
+  the rebound. A real DVS128 pixel does this after about one ON event in three
+  (0.2-0.8 ms later, median 0.5 ms): its resets ring. So real pixels alternate ON and OFF while a limb
+  brightens them, where a clean pixel fires a run of ONs, and two ON events of a real pixel lie at least a
+  rebound and a refractory period apart (0.7-0.9 ms; OFF to ON at least 0.4 ms).
 
 Everything per pixel is vectorised: numpy computes the transcendental functions (its SIMD log/exp are
 several times faster than numba's scalar ones), one compiled pass integrates the filter and finds the
@@ -36,8 +45,9 @@ pixels that crossed a threshold, a second makes their events, merges the noise, 
 signal events in raster order, then BA, hot, shot noise) and applies the refractory period.
 Deterministic for a given seed and sequence of frame times: the random draws happen in a fixed order
 (thresholds, hot pixels, BA spread, bandwidth factors, references at construction; then each noise
-batch's counts, pixels, times, polarities, and each step's repeats). The bandwidth factors, references and
-repeats draw nothing when their parameter is 0, so turning one of them off leaves every other draw as it was.
+batch's counts, pixels, times, polarities, and each step's rebounds and repeats). The bandwidth factors,
+references, rebounds and repeats draw nothing when their parameter is 0, so turning one of them off leaves every
+other draw as it was.
 """
 from __future__ import annotations
 
@@ -55,6 +65,7 @@ from masnn.datasets.events import EVENT_DTYPE, NEVER_FIRED, concatenate
 TOLERANCE = 1e-5
 MIN_THRESHOLD_FRACTION = 0.25  # mismatch draws are clipped here (x mean) so no pixel becomes a runaway
 SHOT_NOISE_BRIGHT_FACTOR = 0.25  # shot noise at intensity >= 1, relative to its rate in the dark (v2e)
+REBOUND_SPREAD = 0.45  # sigma of ln(rebound delay): the real DVS128 Gesture clips' 0.27-0.72 ms (p10-p75) about 0.49 ms
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,10 @@ class PixelParams:
     cutoff_mismatch: float = 0.0  # per-pixel std of ln(bandwidth factor), drawn once (fixed pattern)
     reference_spread: float = 0.0  # 0-1: start references this share of the way to a uniform draw between the thresholds
     repeat_fraction: float = 0.0  # share of events the readout reports twice, 0-4 us apart
+    repeat_on_only: bool = False  # only ON events repeat (a DVS128's readout)
+    repeat_more: float = 0.0  # chance that a repeated event gets one more copy (the copies are geometric)
+    rebound_fraction: float = 0.0  # share of ON events followed by an OFF of the same pixel rebound_us later
+    rebound_us: float = 490.0  # median delay of the rebound OFF, microseconds
     background_rate_hz: float = 0.1  # BA (leak) noise events per pixel per second, the array's mean
     # sigma of the log of each pixel's BA rate, drawn once: 0 gives every pixel the same rate. Real arrays are
     # leaky in a minority of pixels: a DVS128's background fires in ~10 % of its pixels over 1.5 s, about two
@@ -82,7 +97,7 @@ class PixelParams:
     log_eps: float = 0.01  # intensity units (1.0 = lit indoor scene): dark current inside the log
 
     def __post_init__(self):
-        for name in ("threshold_on", "threshold_off", "cutoff_hz", "cutoff_floor_hz", "log_eps"):
+        for name in ("threshold_on", "threshold_off", "cutoff_hz", "cutoff_floor_hz", "log_eps", "rebound_us"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("threshold_mismatch", "cutoff_mismatch", "refractory_us", "background_rate_hz", "background_spread", "shot_noise_rate_hz",
@@ -90,7 +105,8 @@ class PixelParams:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
-        for name in ("background_on_fraction", "hot_pixel_fraction", "reference_spread", "repeat_fraction"):
+        for name in ("background_on_fraction", "hot_pixel_fraction", "reference_spread", "repeat_fraction", "repeat_more",
+                     "rebound_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
@@ -228,6 +244,7 @@ class DvsEmulator:
         self._crossing = np.empty(n, dtype=np.int64)
         self._lp_before = np.empty(n, dtype=np.float64)
         self._template = np.empty(0, dtype=EVENT_DTYPE)
+        self._rebounds = np.empty(0, dtype=EVENT_DTYPE)  # rebound OFFs due after the last frame, sorted by t
         # noise candidates drawn ahead: (pixel, time, polarity, kind, thinning draw), sorted by time
         self._noise_buffer = (_NO_PIX, _NO_PIX, _NO_P, _NO_P, np.zeros(0))
         self._noise_next = 0
@@ -338,19 +355,48 @@ class DvsEmulator:
         noise_pix, noise_t, noise_p = self._noise(frame, self._t, dt)
         t_prev, self._t = self._t, t_us
         if m == 0 and len(noise_pix) == 0:
-            return np.empty(0, dtype=EVENT_DTYPE)
-        events = _events(self._crossing, self._lp_before, m, self._lp, self._ref, self._theta_on, self._theta_off,
-                         self._last_t, self.params.refractory_us, t_prev, dt, self.shape[1],
-                         noise_pix, noise_t, noise_p, self._template)
-        return self._repeat(events.view(EVENT_DTYPE), t_us)  # numba orders the fields by offset; same layout
+            events = np.empty(0, dtype=EVENT_DTYPE)
+        else:
+            events = _events(self._crossing, self._lp_before, m, self._lp, self._ref, self._theta_on, self._theta_off,
+                             self._last_t, self.params.refractory_us, t_prev, dt, self.shape[1],
+                             noise_pix, noise_t, noise_p, self._template).view(EVENT_DTYPE)  # numba orders the fields by offset; same layout
+        return self._repeat(self._rebound(events, t_us), t_us)
 
     def _repeat(self, events: np.ndarray, t_us: int) -> np.ndarray:
-        """The events with a share repeated 0-4 us later (never after t_us), sorted by time (stable)."""
-        if self.params.repeat_fraction == 0 or len(events) == 0:
+        """The events with a share repeated 0-4 us later (never after t_us), each copy repeated again with the
+        chance repeat_more, sorted by time (stable)."""
+        p = self.params
+        if p.repeat_fraction == 0 or len(events) == 0:
             return events
-        chosen = events[self._rng.random(len(events)) < self.params.repeat_fraction]
-        chosen["t"] = np.minimum(chosen["t"] + self._rng.integers(0, 5, len(chosen)), t_us)
-        merged = np.concatenate((events, chosen))
+        pool = events[events["p"] == 1] if p.repeat_on_only else events
+        chosen = pool[self._rng.random(len(pool)) < p.repeat_fraction]
+        copies = [events, chosen]
+        while p.repeat_more > 0 and len(copies[-1]):
+            copies.append(copies[-1][self._rng.random(len(copies[-1])) < p.repeat_more])
+        for copy in copies[1:]:
+            copy["t"] = np.minimum(copy["t"] + self._rng.integers(0, 5, len(copy)), t_us)
+        merged = np.concatenate(copies)
+        return merged[np.argsort(merged["t"], kind="stable")]
+
+    def _rebound(self, events: np.ndarray, t_us: int) -> np.ndarray:
+        """The events with the rebound OFFs now due merged in (sorted by time, stable); the rebounds of this
+        step's ON events that fall after t_us wait for a later step."""
+        p = self.params
+        if p.rebound_fraction == 0:
+            return events
+        on = events[events["p"] == 1]
+        new = on[self._rng.random(len(on)) < p.rebound_fraction]
+        new["p"] = 0
+        new["t"] += np.maximum(np.rint(self._rng.lognormal(math.log(p.rebound_us), REBOUND_SPREAD, len(new))), 1).astype(np.int64)
+        # the rebound resets the pixel: its refractory period runs from the rebound
+        np.maximum.at(self._last_t, new["y"].astype(np.int64) * self.shape[1] + new["x"], new["t"])
+        pending = np.concatenate((self._rebounds, new))
+        pending = pending[np.argsort(pending["t"], kind="stable")]
+        due = int(np.searchsorted(pending["t"], t_us, "right"))
+        self._rebounds = pending[due:]
+        if due == 0:
+            return events
+        merged = np.concatenate((events, pending[:due]))
         return merged[np.argsort(merged["t"], kind="stable")]
 
     def run(self, frames: Iterable[tuple[int, np.ndarray]]) -> np.ndarray:
