@@ -13,7 +13,7 @@ of the window's events in each cell of a 4x4 grid (row-major, top left first). T
 events at the sensor's own resolution and timing (``event_timing``): isolated_fraction, the share a 10 ms
 background-activity filter removes (an event no neighbouring pixel preceded within 10 ms: the scattered events
 real sensors make inside and around moving regions), repeat_fraction, the share that repeat their pixel's
-previous event within 4 us (a DVS128's readout reports about one event in eight twice), 
+previous event within 4 us (a DVS128's readout reports about one event in eight twice),
 mixed_polarity_fraction: of the pixels that fire at least twice within a frame of 45 ms (the shipped framing's dt;
 frames from the window's first event), the share that fire both polarities in it (a real textured limb fires ON
 and OFF all over a moving region; a rendered one mostly one polarity along each edge), and rebound_fraction: of

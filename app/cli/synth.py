@@ -30,7 +30,7 @@ def synth_gesture(
                                "camera, which sees the person sit down and stand up (0: none, the shipped models' data)."),
     pixels: PixelModel = typer.Option("measured", help="measured: the camera's pixels as measured on real DVS128 "
                                       "Gesture clips (slow and spread bandwidths, references anywhere between the "
-                                      "thresholds, readout repeats, the lens's glare); ideal: the same cameras "
+                                      "thresholds, readout repeats, ON rebounds, the lens's glare); ideal: the same cameras "
                                       "without those, crisp edges (a first stage of training)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes (default: all cores)."),
 ):
