@@ -41,7 +41,7 @@ def _library_lists() -> dict[str, tuple]:
     from masnn.batch import FORMATS
     from masnn.classify import MODES
     from masnn.datasets.loaders.table import DATASETS, SPLITS
-    from masnn.datasets.synth.generator import GESTURE_PRESETS, LIGHTINGS, SENSORS
+    from masnn.datasets.synth.generator import GESTURE_PRESETS, LIGHTINGS, PIXEL_MODELS, SENSORS
     from masnn.datasets.transforms.spatial import SPATIAL_MODES
     from masnn.models import list_models
     from masnn.models.accounting import ENERGY_PRESETS
@@ -52,7 +52,7 @@ def _library_lists() -> dict[str, tuple]:
     return {"format": FORMATS, "classify mode": MODES, "frame mode": SPATIAL_MODES, "model": tuple(list_models()),
             "placement": PLACEMENTS, "energy": tuple(ENERGY_PRESETS), "surrogate": SURROGATES, "dataset": tuple(DATASETS),
             "split": SPLITS, "train preset": tuple(TRAIN_PRESETS), "synth preset": tuple(GESTURE_PRESETS),
-            "sensor": tuple(SENSORS), "lighting": LIGHTINGS}
+            "pixel model": PIXEL_MODELS, "sensor": tuple(SENSORS), "lighting": LIGHTINGS}
 
 
 # (command, option) -> the list its choices must equal: a key of _library_lists, or the values themselves where the
@@ -79,6 +79,7 @@ CHOICE_OPTIONS = {
     ("bench model", "--surrogate"): "surrogate",
     ("bench model", "--part"): ("all", "lif", "inference", "window"),
     ("synth gesture", "--preset"): "synth preset",
+    ("synth gesture", "--pixels"): "pixel model",
     ("synth recording", "--sensor"): "sensor",
     ("synth recording", "--lighting"): "lighting",
 }

@@ -27,7 +27,7 @@ TrainPreset = Literal["gesture-paper", "gait-paper", "gesture-cpu-small", "gestu
 Loss = Literal["mse", "ce"]  # TrainConfig.loss
 Scheduler = Literal["plateau", "cosine", "none"]  # TrainConfig.scheduler
 SynthPreset = Literal["full", "small", "tiny"]  # masnn.datasets.synth.generator.GESTURE_PRESETS
-PixelModel = Literal["measured", "ideal"]  # GesturePreset.pixels
+PixelModel = Literal["measured", "ideal"]  # masnn.datasets.synth.generator.PIXEL_MODELS
 Sensor = Literal["dvs128", "davis346", "dvxplorer", "dvxplorer-lite"]  # generator.SENSORS
 Lighting = Literal["fluorescent", "fluorescent_led", "lab", "led", "natural"]  # generator.LIGHTINGS
 

@@ -229,6 +229,9 @@ def pixel_params_for(lighting: Lighting, base: PixelParams) -> PixelParams:
 # ---------------------------------------------------------------- DVS128 Gesture layout
 
 
+PIXEL_MODELS = ("measured", "ideal")  # GesturePreset.pixels
+
+
 @dataclass(frozen=True)
 class GesturePreset:
     gesture_s: tuple[float, float] = (5.0, 7.0)  # each gesture's length, uniform in this range
@@ -244,6 +247,10 @@ class GesturePreset:
     # "measured": the camera's pixels as measured on real DVS128 Gesture clips (random_pixel_params); "ideal":
     # the same cameras without the measured imperfections (ideal_pixels), an easier first stage of training
     pixels: str = "measured"
+
+    def __post_init__(self):
+        if self.pixels not in PIXEL_MODELS:
+            raise ValueError(f"pixels must be one of {PIXEL_MODELS}, got {self.pixels!r}")
 
 
 GESTURE_PRESETS = {
