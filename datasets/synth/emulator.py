@@ -199,6 +199,12 @@ NOISE_HORIZON_US = 100_000  # noise is drawn this far ahead in one go
 _NO_P = np.zeros(0, dtype=np.uint8)
 
 
+def _by_time(*parts: np.ndarray) -> np.ndarray:
+    """The events of ``parts`` in one array, sorted by time (stable: ties keep the parts' order)."""
+    merged = concatenate(list(parts))
+    return merged[np.argsort(merged["t"], kind="stable")]
+
+
 def _read_only(array):
     view = array.view()
     view.flags.writeable = False
@@ -375,8 +381,7 @@ class DvsEmulator:
             copies.append(copies[-1][self._rng.random(len(copies[-1])) < p.repeat_more])
         for copy in copies[1:]:
             copy["t"] = np.minimum(copy["t"] + self._rng.integers(0, 5, len(copy)), t_us)
-        merged = np.concatenate(copies)
-        return merged[np.argsort(merged["t"], kind="stable")]
+        return _by_time(*copies)
 
     def _rebound(self, events: np.ndarray, t_us: int) -> np.ndarray:
         """The events with the rebound OFFs now due merged in (sorted by time, stable); the rebounds of this
@@ -390,14 +395,12 @@ class DvsEmulator:
         new["t"] += np.maximum(np.rint(self._rng.lognormal(math.log(p.rebound_us), REBOUND_SPREAD, len(new))), 1).astype(np.int64)
         # the rebound resets the pixel: its refractory period runs from the rebound
         np.maximum.at(self._last_t, new["y"].astype(np.int64) * self.shape[1] + new["x"], new["t"])
-        pending = np.concatenate((self._rebounds, new))
-        pending = pending[np.argsort(pending["t"], kind="stable")]
+        pending = _by_time(self._rebounds, new)
         due = int(np.searchsorted(pending["t"], t_us, "right"))
         self._rebounds = pending[due:]
         if due == 0:
             return events
-        merged = np.concatenate((events, pending[:due]))
-        return merged[np.argsort(merged["t"], kind="stable")]
+        return _by_time(events, pending[:due])
 
     def run(self, frames: Iterable[tuple[int, np.ndarray]]) -> np.ndarray:
         """Steps through (t_us, frame) pairs; all their events, concatenated (sorted by t)."""
