@@ -240,6 +240,21 @@ def test_module_buffers_follow_to_and_state_dict():
     assert layer.state_dict()["threshold"].dtype == torch.float64
 
 
+@pytest.mark.parametrize("backend", ["reference", *CPU_BACKENDS])
+def test_bf16_currents_charge_a_float32_membrane(backend):
+    # under CPU autocast a synapse hands over bf16 currents; the neurons integrate them in float32 (a bf16 membrane,
+    # 8 bits of mantissa, would move threshold crossings), as the Triton kernel does
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+    x = torch.rand(6, 3, 2, 8, 8)
+    with torch.autocast("cpu", torch.bfloat16):
+        current = conv(x.flatten(0, 1)).unflatten(0, (6, 3))
+        spikes = LIF(backend=backend)(current)
+    assert current.dtype == torch.bfloat16 and spikes.dtype == torch.float32
+    assert torch.equal(spikes, lif_multistep(current.float(), LIFParams()))
+    assert 0 < spikes.mean() < 1
+
+
 def test_auto_picks_fused_on_cpu_and_unknown_backends_fail_clearly():
     x = torch.rand(3, 2, 4)
     assert select_backend(x, "auto") == "fused"

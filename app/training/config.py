@@ -67,7 +67,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/train"
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = False  # bfloat16 autocast, only on CUDA
+    amp: bool = False  # bfloat16 autocast of the synapses (CUDA, or a CPU with AMX); neurons stay float32
     num_workers: int = 0
 
     def __post_init__(self):

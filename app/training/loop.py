@@ -271,7 +271,7 @@ def _train_epoch(config: TrainConfig, net: nn.Module, optimizer, averaged: Avera
                  device: torch.device, world: int, bars, title: str, watched: bool) -> tuple[list[float], float]:
     """One pass over ``loader``: ([loss * n, correct, rate * n, n, n with a gesture] summed over every rank's
     samples, seconds)."""
-    autocast = torch.autocast("cuda", torch.bfloat16, enabled=config.amp and device.type == "cuda")
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=config.amp)
     net.train()
     sums = torch.zeros(5, dtype=torch.float64, device=device)
     steps = bars.add_task(title, total=len(loader), stats="")

@@ -13,6 +13,7 @@ from masnn.models.lif.triton_kernel import HAS_TRITON, lif_triton
 
 # Every faster backend is held to the reference by a parity test (spikes and gradients).
 BACKENDS = {"reference": lif_multistep, "fused": lif_fused, **({"triton": lif_triton} if HAS_TRITON else {})}
+LOW_PRECISION = (torch.bfloat16, torch.float16)  # currents the CPU backends take in float32
 
 
 def select_backend(x: torch.Tensor, requested: str) -> str:
@@ -49,7 +50,12 @@ class LIF(NeuronParameters):
         self.backend = backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return BACKENDS[select_backend(x, self.backend)](x, self.current_params)
+        backend = select_backend(x, self.backend)
+        if backend != "triton" and x.dtype in LOW_PRECISION:
+            # The membrane in float32, as the Triton kernel keeps it: under bf16 autocast the synapses hand over
+            # bf16 currents, and a bf16 membrane (8-bit mantissa) moves threshold crossings.
+            x = x.float()
+        return BACKENDS[backend](x, self.current_params)
 
     def extra_repr(self) -> str:
         p = self.params
