@@ -61,14 +61,15 @@ def main_action(segments: list[dict]) -> tuple[str | None, float | None]:
 
 def summary_row(report: dict) -> dict:
     """One recording's row (COLUMNS): the top class and its probability for a clip; for a timeline its segment
-    count and main action (see ``main_action``)."""
+    count and main action (see ``main_action``). A variant's file is followed by its name, e.g. "a.aedat4 (mirrored)"."""
     totals = report["totals"]
     if report["mode"] == "clip":  # the report's answer (it may be idle or uncertain), else its top class
         prediction, top = report["prediction"], report["prediction"]["top_k"][0]
         action, confidence, count = prediction.get("class", top["class"]), prediction.get("confidence", top["probability"]), None
     else:
         (action, confidence), count = main_action(report["segments"]), len(report["segments"])
-    return {"file": report["file"], "duration_s": report["recording"]["duration_s"], "mode": report["mode"], "action": action,
+    file = report["file"] + (f" ({report['variant']})" if "variant" in report else "")
+    return {"file": file, "duration_s": report["recording"]["duration_s"], "mode": report["mode"], "action": action,
             "confidence": confidence, "segments": count, "events_in_windows": totals["events_in_windows"], "spikes": totals["spikes"],
             "energy_uj": totals["energy_uj"], "latency_ms_p50": totals["latency_ms"]["p50"], "error": None}
 
@@ -77,8 +78,8 @@ def error_row(path: str | Path, message: str) -> dict:
     return {**dict.fromkeys(COLUMNS), "file": str(path), "error": message}
 
 
-def classify_each(paths: list[Path], classify: Callable[[Path], dict]) -> Iterator[tuple[Path, dict | None, str | None]]:
-    """(path, report, None) or (path, None, one-line error) for each path, in order. ``classify(path)`` runs inside
+def classify_each(paths: list[Path], classify: Callable[[Path], object]) -> Iterator[tuple[Path, object, str | None]]:
+    """(path, classify(path), None) or (path, None, one-line error) for each path, in order. ``classify(path)`` runs inside
     ``reading(path)``: its input errors name the file and end only that file; a bug of masnn is raised."""
     from masnn.cli.errors import INPUT_ERRORS, first_line, reading
 

@@ -35,7 +35,7 @@ from masnn.checkpoint import (
 )
 from masnn.datasets.events import EventFileError
 from masnn.datasets.io.readers import open_recording
-from masnn.datasets.io.recording import first_event_time
+from masnn.datasets.io.recording import Recording, first_event_time
 from masnn.datasets.transforms.pipeline import FramingConfig, iter_recording_frames
 from masnn.models.accounting import account
 from masnn.models.both_ways import BothWays
@@ -309,14 +309,19 @@ class ClassifyOptions:
             raise ValueError(f"--end: must come after --start (got {self.end_s} s, --start {self.start_s} s)")
 
 
-def classify_recording(path: str | Path, classifier: Classifier, options: ClassifyOptions = ClassifyOptions(),
+def classify_recording(path: str | Path | Recording, classifier: Classifier, options: ClassifyOptions = ClassifyOptions(),
                        on_window: Callable[[Window, dict], None] | None = None,
                        progress: Callable[[float], None] | None = None) -> dict:
-    """The report (see SCHEMA in classify_schema.json) of one recording. ``on_window(window, entry)`` sees every
-    window (the renderer); ``progress(seconds_done)`` is called after each."""
+    """The report (see SCHEMA in classify_schema.json) of one recording (a file, or an open Recording such as
+    events in memory). ``on_window(window, entry)`` sees every window (the renderer); ``progress(seconds_done)``
+    is called after each."""
     stride_us = int(round((options.stride_ms or classifier.window_us / 2000) * 1000))
     started = time.perf_counter()
-    with open_recording(path) as recording:
+    if isinstance(path, Recording):
+        recording, path = path, path.info.path
+    else:
+        recording = open_recording(path)
+    with recording:
         info = recording.info
         span_seen = _track_events(recording)  # first and last event read: the duration where the format gives none
         windows = []

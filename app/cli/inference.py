@@ -108,17 +108,20 @@ def classify(
     render: Optional[Path] = typer.Option(None, callback=checks.suffix(".mp4", ".gif"), help="Write an annotated video (.mp4 or .gif): events, prediction, spikes, attention."),
     device: str = typer.Option("auto", callback=checks.device, metavar=DEVICE_METAVAR, help="auto (a GPU where there is one), cpu, cuda or cuda:N."),
     both_ways: Optional[bool] = typer.Option(None, "--both-ways/--one-way", help=BOTH_WAYS_HELP, show_default=False),
+    variants: bool = typer.Option(False, "--variants", help="Clips: classify each also played backwards, mirrored, and both "
+                                  "(an arm circle's sense reverses, a mirror swaps right and left): one row each."),
 ):
     """The action in a recording (a clip), or a timeline of actions (a long recording), with spikes, NASAR,
     SOPs and energy for each prediction and in total. Several files or folders: one row per recording."""
     from masnn.classify import SAMPLE_RECORDING, Classifier, ClassifyOptions, shipped_file
 
     paths = list(files or [shipped_file(SAMPLE_RECORDING)])
-    single = len(paths) == 1 and not paths[0].is_dir()
+    single = len(paths) == 1 and not paths[0].is_dir() and not variants
     if not single:
         for name, value in (("--labels", labels), ("--render", render)):
             if value is not None:
-                raise ValueError(f"{name}: takes one recording (got {len(paths)} paths or a folder)")
+                got = "--variants" if variants else f"{len(paths)} paths or a folder"
+                raise ValueError(f"{name}: takes one recording (got {got})")
     if out is not None and (single or fmt == "table" or as_json):
         raise ValueError("--out: writes the CSV or JSONL rows of several files: give --format csv or jsonl and several files")
     if labels is not None:
@@ -140,7 +143,7 @@ def classify(
     if not recordings:
         raise ValueError(f"{', '.join(map(str, paths))}: no recordings found")
     classifier = Classifier.load(weights, device, window, both_ways=both_ways)
-    _classify_many(recordings, classifier, options, as_json, fmt, out)
+    _classify_many(recordings, classifier, options, as_json, fmt, out, variants)
 
 
 def _classify_one(path: Path, classifier, options, as_json: bool, render: Optional[Path], stride: Optional[float], labels: Optional[Path]) -> None:
@@ -189,15 +192,21 @@ def _classify_one(path: Path, classifier, options, as_json: bool, render: Option
         console.print(f"video -> {render}")
 
 
-def _classify_many(recordings: list[Path], classifier, options, as_json: bool, fmt: str, out: Optional[Path]) -> None:
+def _classify_many(recordings: list[Path], classifier, options, as_json: bool, fmt: str, out: Optional[Path],
+                   variants: bool = False) -> None:
     from masnn.batch import classify_each, error_row, rows_table, rows_text, summary_row
     from masnn.classify import classify_recording
+    from masnn.variants import classify_variants
+
+    def classify(path: Path) -> list[dict]:
+        return classify_variants(path, classifier, options) if variants else [classify_recording(path, classifier, options)]
 
     rows = []
-    for path, report, error in classify_each(recordings, lambda p: classify_recording(p, classifier, options)):
-        rows.append(error_row(path, error) if error else summary_row(report))
-        if as_json:
-            print(json.dumps(report if error is None else {"file": str(path), "error": error}), flush=True)
+    for path, reports, error in classify_each(recordings, classify):
+        for report in reports or [None]:
+            rows.append(error_row(path, error) if error else summary_row(report))
+            if as_json:
+                print(json.dumps(report if error is None else {"file": str(path), "error": error}), flush=True)
     if not as_json:
         if out is not None:
             from masnn.datasets.io.writers import atomic_path

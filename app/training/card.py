@@ -204,13 +204,19 @@ def read_classify_reports(path: Path, sha256: str) -> list[dict]:
 
 
 def real_block(reports: list[dict]) -> str:
-    """What the model names each real recording; a recording named ``classNN_...`` is scored against class NN."""
+    """What the model names each real recording; a recording named ``classNN_...`` is scored against class NN,
+    its variants (`masnn classify --variants`) against the class each variant shows."""
+    from masnn.variants import variant_label
+
     rows, named, labelled = [], 0, 0
     for report in reports:
         class_names = report["model"]["classes"]
-        name = Path(report["file"]).name
+        name, variant = Path(report["file"]).name, report.get("variant")
         found = _LABELLED_NAME.match(name)
-        truth = class_names[int(found.group(1)) - 1] if found and 0 < int(found.group(1)) <= len(class_names) else None
+        label = int(found.group(1)) - 1 if found and 0 < int(found.group(1)) <= len(class_names) else None
+        if label is not None and variant is not None:
+            label = variant_label(label, variant, class_names)
+        truth = None if label is None else class_names[label]
         prediction = report["prediction"]
         ranks = {row["class"]: f"{i} ({row['probability']:.2f})" for i, row in enumerate(prediction["top_k"], start=1)}
         rank = "-" if truth is None else ranks.get(truth, f"> {len(ranks)}")
@@ -218,9 +224,11 @@ def real_block(reports: list[dict]) -> str:
         labelled += truth is not None
         named += right
         answer = f"**{prediction['class']}**" if right else prediction["class"]
-        rows.append(f"| `{name}` | {truth or '-'} | {answer} | {prediction['confidence']:.2f} | {rank} |")
+        rows.append(f"| `{name}`{'' if variant is None else f' ({variant})'} | {truth or '-'} | {answer} | {prediction['confidence']:.2f} | {rank} |")
     how = "whole clip, both ways" if reports and reports[0]["model"].get("both_ways") else "whole clip"
-    return "\n".join([f"Named correctly: {named} of {labelled} labelled recordings (`masnn classify`, {how}).", "",
+    kind, command = (("recordings and their variants", "`masnn classify --variants`") if any("variant" in r for r in reports)
+                     else ("recordings", "`masnn classify`"))
+    return "\n".join([f"Named correctly: {named} of {labelled} labelled {kind} ({command}, {how}).", "",
                       "| recording | class | named | confidence | rank of its class (probability) |",
                       "|---|---|---|---|---|", *rows])
 

@@ -204,3 +204,16 @@ def first_event_time(recording: Recording) -> int:
     if recording.info.time_range is not None:
         return recording.info.time_range[0]
     return int(next(recording.chunks())["t"][0])
+
+
+class EventsRecording(Recording):
+    """Events already in memory (a clip transformed after reading, say), streamed like a recording; ``path`` is the
+    name its reports and errors give."""
+
+    def __init__(self, events: np.ndarray, sensor_size: tuple[int, int], path: str, format: str = "events in memory"):
+        self._events = events
+        time_range = (int(events["t"][0]), int(events["t"][-1])) if len(events) else None
+        self.info = RecordingInfo(path, format, sensor_size[0], sensor_size[1], "", time_range)
+
+    def _chunks(self, start, end, chunk_events):
+        return chunked(self._events, chunk_events)

@@ -5,6 +5,7 @@ only when its samples or class names are asked for."""
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -31,19 +32,35 @@ GESTURE_CLASSES = [
 ]
 
 
+def _reversed_sense(name: str) -> str:
+    if name.endswith(" counter-clockwise"):
+        return name.removesuffix("counter-clockwise") + "clockwise"
+    if name.endswith(" clockwise"):
+        return name.removesuffix("clockwise") + "counter-clockwise"
+    return name
+
+
+def _other_side(name: str) -> str:
+    return re.sub(r"\b(right|left)\b", lambda side: "left" if side.group(1) == "right" else "right", name)
+
+
+def _renamed_labels(class_names: list[str], rename: Callable[[str], str]) -> dict[int, int]:
+    return {label: class_names.index(other) for label, name in enumerate(class_names)
+            if (other := rename(name)) != name and other in class_names}
+
+
 def time_reversed_labels(class_names: list[str]) -> dict[int, int]:
     """label -> the label of the same motion played backwards, for the classes that change: a clockwise arm
     circle becomes the same arm's counter-clockwise one and back; every other class (claps, waves, rolls,
     drumming, identities) stays itself."""
-    def reversed_name(name: str) -> str:
-        if name.endswith(" counter-clockwise"):
-            return name.removesuffix("counter-clockwise") + "clockwise"
-        if name.endswith(" clockwise"):
-            return name.removesuffix("clockwise") + "counter-clockwise"
-        return name
+    return _renamed_labels(class_names, _reversed_sense)
 
-    return {label: class_names.index(other) for label, name in enumerate(class_names)
-            if (other := reversed_name(name)) != name and other in class_names}
+
+def mirrored_labels(class_names: list[str]) -> dict[int, int]:
+    """label -> the label of the same motion seen in a mirror (x reversed), for the classes that change: the
+    right hand or arm becomes the left and back, and a circle's sense reverses with it (a right arm circled
+    clockwise, mirrored, is a left arm circled counter-clockwise); claps, rolls, drumming stay themselves."""
+    return _renamed_labels(class_names, lambda name: _other_side(_reversed_sense(name)))
 
 
 @dataclass(frozen=True)

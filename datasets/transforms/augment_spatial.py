@@ -76,6 +76,14 @@ def copy_events(events: np.ndarray) -> np.ndarray:
     return np.array(as_records(events)).view(events.dtype)
 
 
+def mirror_horizontally(events: np.ndarray, width: int) -> np.ndarray:
+    """The scene seen in a mirror: x -> width - 1 - x. Not a random augmentation: the subject's right and left
+    swap, and with them the labels of sided classes (``masnn.datasets.loaders.table.mirrored_labels``)."""
+    out = copy_events(events)
+    out["x"] = width - 1 - events["x"]
+    return out
+
+
 def _subpixel(rng: np.random.Generator, n: int, enabled: bool) -> np.ndarray | None:
     return rng.random((n, 2), dtype=np.float32) if enabled else None  # float32: half the time of float64
 
@@ -177,4 +185,4 @@ class AffineChain(_Affine):
 
 
 __all__ = ["AffineChain", "AffineParams", "RandomRotation", "RandomScale", "RandomShear", "RandomShift", "affine_events", "as_records", "copy_events",
-           "log_uniform", "select_events"]
+           "log_uniform", "mirror_horizontally", "select_events"]
