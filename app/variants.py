@@ -29,7 +29,7 @@ VARIANTS = {  # name -> (played backwards, mirrored)
 
 
 def play_backwards(events: np.ndarray) -> np.ndarray:
-    """The clip played backwards over its own span: its first event's time stays where the last one was."""
+    """The clip played backwards over its own span: its last event comes first, at the time of its first."""
     first = int(events["t"][0])
     span = int(events["t"][-1]) - first + 1
     shifted = copy_events(events)
