@@ -130,15 +130,16 @@ def test_train_augment_flag_reaches_the_checkpoint(gesture_root, tmp_path):
     out = tmp_path / "run"
     run = subprocess.run(
         [sys.executable, "-m", "masnn", "train", "--data", str(gesture_root), "--preset", "gesture-cpu-sim2real",
-         "--augment", "noise=0.5,drop=0.3", "--time-reversal", "0.25", "--ema", "0.9", "--epochs", "1", "--batch-size", "8", "--out", str(out), "--device", "cpu",
+         "--augment", "noise=0.5,drop=0.3", "--time-reversal", "0.25", "--ema", "0.9", "--amp", "--epochs", "1", "--batch-size", "8", "--out", str(out),
+         "--device", "cpu",
          "--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert ("training crops augmented: noise=0.5,drop=0.3; 25% of them played backwards; the weights' moving average "
-            "(decay 0.9 per step) validated and kept") in run.stdout
+            "(decay 0.9 per step) validated and kept; the synapses under bfloat16 autocast") in run.stdout
     from masnn.checkpoint import load_checkpoint
 
     config = load_checkpoint(out / "last.pt")["config"]
-    assert config["augment"] == "noise=0.5,drop=0.3" and config["time_reversal"] == 0.25 and config["ema"] == 0.9
+    assert config["augment"] == "noise=0.5,drop=0.3" and config["time_reversal"] == 0.25 and config["ema"] == 0.9 and config["amp"] is True
     assert any((tmp_path / "cache" / "events").glob("*.npy"))
     refused = subprocess.run([sys.executable, "-m", "masnn", "train", "--data", str(gesture_root), "--augment", "flip=1"],
                              capture_output=True, text=True, timeout=300)
