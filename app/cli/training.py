@@ -65,8 +65,8 @@ def train_command(
                                         "(gesture-cpu-sim2real's 0.995; 0 in the others).", show_default=False),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp",
                                        help="Run the synapses under bfloat16 autocast, the neurons integrating in "
-                                       "float32: about twice as fast on a GPU or a CPU with AMX, slower on other "
-                                       "CPUs. Default: the config's (off).", show_default=False),
+                                       "float32: half the time per step on a CPU with AMX (measured); where bfloat16 is "
+                                       "emulated, time it first. Default: the config's (off).", show_default=False),
     seed: Optional[int] = typer.Option(None, min=0, help="Seed of weights, crops and batches. Default: 0.", show_default=False),
     cache: Optional[Path] = typer.Option(None, help="Frame cache folder. Default: DATA/.masnn-cache.", show_default=False),
     init: Optional[str] = typer.Option(None, metavar="WEIGHTS",
